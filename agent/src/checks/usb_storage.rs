@@ -1,0 +1,34 @@
+//! Rule `usb_storage`: placeholder while the rule is written; it reports
+//! `unknown`, never `pass`.
+
+use palisade_shared::Policy;
+use palisade_shared::policy::UsbStoragePolicy;
+
+use super::{ProbeError, Rule, Verdict};
+use crate::host::Host;
+
+#[derive(Debug)]
+pub struct UsbStorage;
+
+impl Rule for UsbStorage {
+    type Policy = UsbStoragePolicy;
+    type Facts = ();
+
+    fn id(&self) -> &'static str {
+        palisade_shared::RuleId::USB_STORAGE
+    }
+
+    fn policy<'p>(&self, policy: &'p Policy) -> Option<&'p Self::Policy> {
+        policy.usb_storage.as_ref()
+    }
+
+    fn probe(&self, _host: &Host, _policy: &Self::Policy) -> Result<(), ProbeError> {
+        Err(ProbeError::Undeterminable(
+            "this rule is not implemented yet".into(),
+        ))
+    }
+
+    fn evaluate(&self, _facts: &(), _policy: &Self::Policy) -> Verdict {
+        unreachable!("the probe never succeeds")
+    }
+}

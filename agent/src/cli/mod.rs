@@ -1,0 +1,83 @@
+//! The command line: one module per subcommand, and the exit codes they share.
+
+pub mod check;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use palisade_shared::Policy;
+
+/// The baseline policy, built in so `check` works before any collector has
+/// served one.
+pub const BASELINE_POLICY: &str = include_str!("../../../config/policy.toml");
+
+/// Exit codes, documented in `palisade-agent --help`.
+pub mod exit {
+    /// Every checked rule passes (or does not apply, or is excepted).
+    pub const COMPLIANT: u8 = 0;
+    /// At least one rule fails.
+    pub const NON_COMPLIANT: u8 = 1;
+    /// The command could not run: bad flags, a bad policy file.
+    pub const USAGE: u8 = 2;
+    /// No rule fails, but at least one could not be determined.
+    pub const UNDETERMINED: u8 = 3;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "palisade-agent",
+    version,
+    about = "Palisade endpoint posture agent",
+    after_help = "Exit codes of `check`: 0 compliant, 1 a rule fails, 3 no failure but \
+                  something could not be determined, 2 the command could not run."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check this machine once against the policy and print the verdicts.
+    Check(check::CheckArgs),
+}
+
+/// Reads and validates a policy file; every problem is reported as
+/// `FILE:LINE:COLUMN: KEY: message`.
+pub fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
+    let Some(path) = path else {
+        return Policy::parse(BASELINE_POLICY).map_err(|errors| {
+            anyhow::anyhow!("the built-in baseline policy is invalid:\n{errors}")
+        });
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
+    Policy::parse(&text).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .0
+            .iter()
+            .map(|d| {
+                let key = if d.key_path.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}: ", d.key_path)
+                };
+                format!(
+                    "{}:{}:{}: {key}{}",
+                    path.display(),
+                    d.line,
+                    d.column,
+                    d.message
+                )
+            })
+            .collect();
+        anyhow::anyhow!(
+            "policy file {} has {} problem{}:\n{}",
+            path.display(),
+            lines.len(),
+            if lines.len() == 1 { "" } else { "s" },
+            lines.join("\n")
+        )
+    })
+}

@@ -1,0 +1,14 @@
+//! `palisade-agent`: checks device rules, enforces where the policy says so,
+//! and reports signed posture to the collector.
+//!
+//! Layout: [`checks`] holds one module per rule (probe, parsers, evaluator)
+//! and the registry that runs them; [`host`] is the only way probes touch the
+//! machine; [`report`] assembles a report document from verdicts; [`cli`]
+//! holds the subcommands. `main.rs` only parses arguments and maps errors to
+//! exit codes.
+#![deny(unsafe_code)]
+
+pub mod checks;
+pub mod cli;
+pub mod host;
+pub mod report;
