@@ -52,6 +52,25 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
+impl Diagnostics {
+    /// One line per problem in the form editors and terminals jump to:
+    /// `FILE:LINE:COLUMN: key.path: message`.
+    pub fn render_for_file(&self, file: &str) -> String {
+        self.0
+            .iter()
+            .map(|d| {
+                let key = if d.key_path.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}: ", d.key_path)
+                };
+                format!("{file}:{}:{}: {key}{}", d.line, d.column, d.message)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 /// Parses `text` and deserialises it as `T`, collecting every error.
 pub fn parse_toml<T>(text: &str) -> Result<T, Diagnostics>
 where

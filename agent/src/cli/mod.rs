@@ -54,30 +54,12 @@ pub fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read policy file {}", path.display()))?;
     Policy::parse(&text).map_err(|errors| {
-        let lines: Vec<String> = errors
-            .0
-            .iter()
-            .map(|d| {
-                let key = if d.key_path.is_empty() {
-                    String::new()
-                } else {
-                    format!("{}: ", d.key_path)
-                };
-                format!(
-                    "{}:{}:{}: {key}{}",
-                    path.display(),
-                    d.line,
-                    d.column,
-                    d.message
-                )
-            })
-            .collect();
+        let count = errors.0.len();
         anyhow::anyhow!(
-            "policy file {} has {} problem{}:\n{}",
+            "policy file {} has {count} problem{}:\n{}",
             path.display(),
-            lines.len(),
-            if lines.len() == 1 { "" } else { "s" },
-            lines.join("\n")
+            if count == 1 { "" } else { "s" },
+            errors.render_for_file(&path.display().to_string())
         )
     })
 }

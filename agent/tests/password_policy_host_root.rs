@@ -1,0 +1,278 @@
+//! Runs the real `palisade-agent check --rule password_policy --json
+//! --host-root` against copies of the captured trees in
+//! `tests/fixtures/linux/password_policy/` (see its SOURCES.md), and checks
+//! the exit code (0 pass, 1 fail, 3 unknown) and the verdict in the JSON
+//! report.
+//!
+//! Each test gets its own temp dir holding the tree (so it can change a
+//! file) and, where needed, a policy file. The binary runs through the
+//! agent's own command runner: environment cleared, output captured, a
+//! timeout. A failed assertion prints the command, its output and the files
+//! of the tree.
+
+// The helpers below are test code too: a panic there is a failed test, as
+// clippy.toml allows inside `#[test]` functions.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use palisade_agent::host::{CommandOutput, CommandSpec, Host};
+use serde_json::Value;
+
+const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/linux/password_policy"
+);
+
+/// One run of the agent against a prepared tree.
+struct Scenario {
+    temp: tempfile::TempDir,
+}
+
+impl Scenario {
+    /// A temp dir holding a copy of the fixture tree `scenario` as `root/`.
+    fn from_fixture(scenario: &str) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        copy_tree(
+            &Path::new(FIXTURES).join(scenario),
+            &temp.path().join("root"),
+        );
+        Self { temp }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.temp.path().join("root")
+    }
+
+    fn write(&self, relative: &str, text: &str) {
+        let path = self.root().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Writes a policy enabling only `password_policy`, with the given extra
+    /// keys; returns its path.
+    fn policy(&self, keys: &str) -> PathBuf {
+        let text = format!(
+            "[policy]\nid = \"t\"\nversion = 1\n[rules.password_policy]\nmode = \"audit\"\n{keys}\n"
+        );
+        let path = self.temp.path().join("policy.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Runs the check; `policy` `None` uses the built-in baseline
+    /// (min_length 12, no class or expiry rule).
+    fn check(&self, policy: Option<&Path>) -> Run {
+        let mut command = CommandSpec::new(env!("CARGO_BIN_EXE_palisade-agent"))
+            .arg("check")
+            .arg("--rule")
+            .arg("password_policy")
+            .arg("--json")
+            .arg("--host-root")
+            .arg(self.root().display().to_string());
+        if let Some(policy) = policy {
+            command = command.arg("--policy").arg(policy.display().to_string());
+        }
+        let output = Host::system().run(&command).unwrap();
+        Run {
+            command: command.display(),
+            output,
+            tree: listing(&self.root()),
+        }
+    }
+}
+
+/// What a run printed, with what is needed to explain a failure.
+struct Run {
+    command: String,
+    output: CommandOutput,
+    tree: Vec<String>,
+}
+
+impl Run {
+    fn explain(&self) -> String {
+        format!(
+            "command: {}\nexit: {:?}\nstdout:\n{}\nstderr:\n{}\nfiles:\n{}",
+            self.command,
+            self.output.exit_code,
+            self.output.stdout,
+            self.output.stderr,
+            self.tree.join("\n")
+        )
+    }
+
+    /// Asserts the exit code and the verdict; returns the check's JSON.
+    fn expect(&self, exit_code: i32, status: &str) -> Value {
+        assert_eq!(self.output.exit_code, Some(exit_code), "{}", self.explain());
+        let report: Value = serde_json::from_str(&self.output.stdout)
+            .unwrap_or_else(|err| panic!("stdout is not JSON ({err})\n{}", self.explain()));
+        let checks = report["checks"].as_array().unwrap();
+        assert_eq!(checks.len(), 1, "{}", self.explain());
+        let check = checks[0].clone();
+        assert_eq!(check["id"], "password_policy", "{}", self.explain());
+        assert_eq!(check["status"], status, "{}", self.explain());
+        check
+    }
+
+    fn expect_summary(&self, check: &Value, parts: &[&str]) {
+        let summary = check["summary"].as_str().unwrap();
+        for part in parts {
+            assert!(
+                summary.contains(part),
+                "summary lacks {part:?}\n{}",
+                self.explain()
+            );
+        }
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn listing(root: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn debian_default_fails_because_pam_does_not_enforce_quality() {
+    let scenario = Scenario::from_fixture("debian-12-default");
+    let run = scenario.check(None);
+    let check = run.expect(1, "fail");
+    run.expect_summary(
+        &check,
+        &["not enforced by PAM", "/etc/pam.d/common-password"],
+    );
+    assert!(
+        check["fix"]
+            .as_str()
+            .unwrap()
+            .contains("sudo apt install libpam-pwquality"),
+        "{}",
+        run.explain()
+    );
+}
+
+#[test]
+fn minlen_in_pwquality_conf_without_pam_pwquality_fails_as_not_enforced() {
+    let scenario = Scenario::from_fixture("debian-12-default");
+    scenario.write("etc/security/pwquality.conf", "minlen = 14\n");
+    let run = scenario.check(None);
+    let check = run.expect(1, "fail");
+    run.expect_summary(
+        &check,
+        &[
+            "minlen 14 is configured in /etc/security/pwquality.conf",
+            "but not enforced by PAM",
+        ],
+    );
+}
+
+#[test]
+fn debian_with_pwquality_defaults_fails_on_length_8_against_12() {
+    let scenario = Scenario::from_fixture("debian-12-pwquality");
+    let run = scenario.check(None);
+    let check = run.expect(1, "fail");
+    run.expect_summary(
+        &check,
+        &["accepts passwords of 8 characters", "requires 12"],
+    );
+    assert_eq!(
+        check["evidence"]["shortest_accepted_length"],
+        8,
+        "{}",
+        run.explain()
+    );
+}
+
+#[test]
+fn setting_minlen_in_the_host_roots_file_makes_it_pass() {
+    let scenario = Scenario::from_fixture("debian-12-pwquality");
+    scenario.write("etc/security/pwquality.conf", "minlen = 12\n");
+    let run = scenario.check(None);
+    let check = run.expect(0, "pass");
+    run.expect_summary(&check, &["at least 12 characters"]);
+}
+
+#[test]
+fn hardened_trees_pass() {
+    for fixture in [
+        "rhcos-4-isms-hardened",
+        "debian-12-hardn-xdr-stig",
+        "debian-12-cis-ansible-lockdown",
+    ] {
+        let scenario = Scenario::from_fixture(fixture);
+        let run = scenario.check(None);
+        let check = run.expect(0, "pass");
+        run.expect_summary(&check, &["requires passwords of at least"]);
+    }
+}
+
+#[test]
+fn max_age_policy_fails_against_pass_max_days_99999() {
+    // Length passes here (minlen 14); only the expiry rule can fail.
+    let scenario = Scenario::from_fixture("debian-12-hardn-xdr-stig");
+    let policy = scenario.policy("min_length = 12\nmax_age_days = 90");
+    let run = scenario.check(Some(&policy));
+    let check = run.expect(1, "fail");
+    run.expect_summary(
+        &check,
+        &[
+            "passwords never expire: PASS_MAX_DAYS 99999",
+            "at most 90 days",
+        ],
+    );
+    assert!(
+        check["fix"].as_str().unwrap().contains("PASS_MAX_DAYS 90"),
+        "{}",
+        run.explain()
+    );
+}
+
+#[test]
+fn max_age_policy_passes_against_pass_max_days_90() {
+    let scenario = Scenario::from_fixture("rhcos-4-isms-hardened");
+    let policy = scenario.policy("min_length = 12\nmax_age_days = 90");
+    let run = scenario.check(Some(&policy));
+    let check = run.expect(0, "pass");
+    run.expect_summary(&check, &["expire after 90 days"]);
+}
+
+#[test]
+fn cracklib_is_unknown_not_pass() {
+    let scenario = Scenario::from_fixture("debian-cstallar-cracklib");
+    let run = scenario.check(None);
+    let check = run.expect(3, "unknown");
+    run.expect_summary(&check, &["pam_cracklib.so", "not evaluated yet"]);
+}
+
+#[test]
+fn a_tree_without_a_pam_password_stack_is_unknown() {
+    let scenario = Scenario::from_fixture("fedora-legacy-login-defs");
+    let run = scenario.check(None);
+    let check = run.expect(3, "unknown");
+    run.expect_summary(&check, &["found no PAM password stack"]);
+}
