@@ -1,28 +1,43 @@
-//! `palisade-collector`: the HTTPS service that enrolls devices, verifies and
-//! stores their signed reports, serves policy, and shows IT the fleet.
-//!
-//! Only the command-line surface exists so far; the service itself is the
-//! subject of the collector issue. Running a subcommand says so plainly
-//! rather than pretending to work.
+//! The `palisade-collector` binary: parse the command line, set up logging
+//! and the TLS provider, run the subcommand, print any error chain.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-#[derive(Debug, Parser)]
-#[command(name = "palisade-collector", version, about)]
-enum Command {
-    /// Run the HTTPS collector (not built yet).
-    Serve,
-}
+use clap::Parser as _;
+use palisade_collector::cli::{self, Cli, LogFormat};
 
 fn main() -> ExitCode {
-    match Command::parse() {
-        Command::Serve => {
-            eprintln!(
-                "palisade-collector: `serve` is not implemented yet; see the collector issue"
-            );
-            ExitCode::from(2)
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    // One crypto provider in the whole process (ring; see
+    // ../shared/test-environments.md): rustls refuses to guess when two are
+    // linked, so install it before anything builds a TLS config.
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        eprintln!("palisade-collector: a TLS crypto provider was already installed");
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("palisade-collector: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("palisade-collector: {err:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -6,8 +6,18 @@
 //! The binaries are those `cargo build --workspace --bins` left next to the
 //! test executable; `tests/run` builds them before running the tests.
 
+pub mod collector;
+pub mod databases;
+pub mod device;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// Installs the ring TLS provider for this test process (the same single
+/// provider the binaries use); later calls are no-ops.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// The path of a workspace binary built for the same profile as this test.
 pub fn binary(name: &str) -> PathBuf {

@@ -1,0 +1,447 @@
+//! The command line of `palisade-collector`: every subcommand that touches
+//! the store takes the same `--config`, `--state-dir` and `--database-url`
+//! flags, so an operator never has to think about which one reads what.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{CollectorConfig, Overrides, TlsSetting};
+use crate::ingest::batcher::Batcher;
+use crate::server::{self, AppState, Limits, Transport};
+use crate::store::{AuditEntry, NewEnrollmentSecret, Store, StoreBackend as _};
+use crate::{secrets, state};
+
+/// The baseline policy served until an operator sets another.
+pub const BASELINE_POLICY: &str = include_str!("../../config/policy.toml");
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "palisade-collector",
+    version,
+    about = "Palisade collector: enrolls devices, verifies and stores signed posture reports"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the collector.
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Address to listen on (overrides `listen` in the file).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Serve HTTPS with a self-signed certificate made in the state
+        /// directory: for demos and tests only.
+        #[arg(long)]
+        self_signed_tls: bool,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Enrollment secrets.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// The policy served to agents.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Create an enrollment secret and print it once.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// How many devices may enroll with it (default: unlimited).
+        #[arg(long, value_name = "N")]
+        uses: Option<u32>,
+        /// How long it stays valid, e.g. `7d`, `12h` (default: never expires).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        expires: Option<Duration>,
+        /// A note for IT, e.g. the batch of laptops it is for.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        label: String,
+    },
+    /// List enrollment secrets (never the secrets themselves).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Revoke a device: its reports are refused from now on.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The device id (`dev_…`).
+        device_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate, sign and make FILE the current policy.
+    Set {
+        #[command(flatten)]
+        store: StoreArgs,
+        file: PathBuf,
+    },
+}
+
+/// Where the store is; shared by every subcommand.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Config file (default: /etc/palisade/collector.toml if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// State directory: database, policy key, self-signed certificate.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB` (default: SQLite in the state directory).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            state_dir: self.state_dir.clone(),
+            database_url: self.database_url.clone(),
+            ..Overrides::default()
+        }
+    }
+}
+
+/// Who is acting when a command-line user changes something.
+fn cli_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+async fn open_store(config: &CollectorConfig) -> anyhow::Result<Store> {
+    state::ensure_state_dir(&config.state_dir)?;
+    Store::open(&config.database_url).await.with_context(|| {
+        format!(
+            "cannot open the database {}",
+            redact_url(&config.database_url)
+        )
+    })
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            store,
+            listen,
+            self_signed_tls,
+        } => {
+            let mut overrides = store.overrides();
+            overrides.listen = listen;
+            overrides.self_signed_tls = self_signed_tls;
+            serve(CollectorConfig::load(&overrides)?).await
+        }
+        Command::Migrate { store } => {
+            let config = CollectorConfig::load(&store.overrides())?;
+            let store = open_store(&config).await?;
+            println!(
+                "database {} is up to date ({})",
+                redact_url(&config.database_url),
+                store.kind()
+            );
+            Ok(())
+        }
+        Command::Secret(SecretCommand::Create {
+            store,
+            uses,
+            expires,
+            label,
+        }) => {
+            let config = CollectorConfig::load(&store.overrides())?;
+            let store = open_store(&config).await?;
+            let secret = secrets::generate("pls");
+            let now = Utc::now();
+            let expires_at = match expires {
+                Some(duration) => Some(
+                    now + chrono::Duration::from_std(duration).context("--expires is too long")?,
+                ),
+                None => None,
+            };
+            let actor = cli_actor();
+            store
+                .create_enrollment_secret(&NewEnrollmentSecret {
+                    id: secret.id.clone(),
+                    secret_hash: secret.hash,
+                    label: label.clone(),
+                    max_uses: uses,
+                    expires_at,
+                    created_at: now,
+                    created_by: actor.clone(),
+                })
+                .await?;
+            store
+                .append_audit(&AuditEntry {
+                    at: now,
+                    actor,
+                    action: "secret.create".into(),
+                    target: secret.id.clone(),
+                    details_json: serde_json::json!({ "label": label, "max_uses": uses, "expires_at": expires_at }).to_string(),
+                })
+                .await?;
+            // The only place the secret is ever shown.
+            println!("{}", secret.text);
+            eprintln!(
+                "enrollment secret {} created ({}, {}); it is shown once and stored only as a hash",
+                secret.id,
+                uses.map_or("unlimited uses".to_owned(), |n| format!(
+                    "{n} use{}",
+                    if n == 1 { "" } else { "s" }
+                )),
+                expires_at.map_or("never expires".to_owned(), |t| format!(
+                    "expires {}",
+                    t.to_rfc3339()
+                )),
+            );
+            Ok(())
+        }
+        Command::Secret(SecretCommand::List { store }) => {
+            let config = CollectorConfig::load(&store.overrides())?;
+            let store = open_store(&config).await?;
+            for secret in store.list_enrollment_secrets().await? {
+                println!(
+                    "{}\tuses {}/{}\texpires {}\t{}",
+                    secret.id,
+                    secret.uses,
+                    secret
+                        .max_uses
+                        .map_or("unlimited".to_owned(), |n| n.to_string()),
+                    secret
+                        .expires_at
+                        .map_or("never".to_owned(), |t| t.to_rfc3339()),
+                    secret.label
+                );
+            }
+            Ok(())
+        }
+        Command::Device(DeviceCommand::Revoke { store, device_id }) => {
+            let config = CollectorConfig::load(&store.overrides())?;
+            let store = open_store(&config).await?;
+            let now = Utc::now();
+            if !store.revoke_device(&device_id, now).await? {
+                bail!("no device {device_id:?}");
+            }
+            store
+                .append_audit(&AuditEntry {
+                    at: now,
+                    actor: cli_actor(),
+                    action: "device.revoke".into(),
+                    target: device_id.clone(),
+                    details_json: "{}".into(),
+                })
+                .await?;
+            println!("device {device_id} revoked");
+            Ok(())
+        }
+        Command::Policy(PolicyCommand::Set { store, file }) => {
+            let config = CollectorConfig::load(&store.overrides())?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            if let Err(errors) = palisade_shared::Policy::parse(&text) {
+                bail!(
+                    "policy file {} is invalid:\n{}",
+                    file.display(),
+                    errors.render_for_file(&file.display().to_string())
+                );
+            }
+            let store = open_store(&config).await?;
+            let key = state::load_or_create_policy_key(&config.state_dir)?;
+            let record = server::policy::set_policy(&store, &key, &text, &cli_actor()).await?;
+            println!(
+                "policy {} version {} is now current (revision {})",
+                record.policy_id, record.policy_version, record.revision
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let policy_key = state::load_or_create_policy_key(&config.state_dir)?;
+    ensure_signed_policy(&store, &policy_key, &config).await?;
+
+    let transport = match &config.tls {
+        TlsSetting::Files {
+            cert_file,
+            key_file,
+        } => Transport::Tls(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(cert_file, key_file)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load TLS certificate {} and key {}",
+                        cert_file.display(),
+                        key_file.display()
+                    )
+                })?,
+        ),
+        TlsSetting::SelfSigned => {
+            let (cert, key) = state::self_signed_tls(&config.state_dir)?;
+            Transport::Tls(axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await?)
+        }
+        TlsSetting::None => Transport::Plain,
+    };
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let scheme = if matches!(transport, Transport::Plain) {
+        "http"
+    } else {
+        "https"
+    };
+
+    let (batcher, writer) = Batcher::start(store.clone());
+    let retention = spawn_retention(store.clone(), config.retention_days);
+    let app_state = AppState {
+        store,
+        batcher,
+        policy_key: Arc::new(policy_key),
+        metrics: Arc::default(),
+        limits: Limits {
+            max_body_bytes: config.max_body_bytes,
+            clock_skew_seconds: config.clock_skew_seconds,
+        },
+        enroll_guard: Arc::default(),
+    };
+    tracing::info!(%address, database = %redact_url(&config.database_url), "collector listening");
+    // A line for people and scripts: the URL to reach this collector.
+    eprintln!("palisade-collector listening on {scheme}://{address}");
+    server::serve(listener, app_state, transport, shutdown_signal()).await?;
+    retention.abort();
+    // The router and its batcher handles are gone; the writer drains what is
+    // queued and exits.
+    writer.await.context("the report writer task failed")?;
+    tracing::info!("collector stopped");
+    Ok(())
+}
+
+/// Makes sure the current policy is signed by the current key: on first start
+/// (no policy yet) it stores the configured or baseline policy; if the key
+/// was replaced, it re-signs the current policy.
+async fn ensure_signed_policy(
+    store: &Store,
+    key: &ed25519_dalek::SigningKey,
+    config: &CollectorConfig,
+) -> anyhow::Result<()> {
+    let current = store.current_policy().await?;
+    let text = match current {
+        Some(record) => {
+            let signed_by_current =
+                palisade_shared::Envelope::from_json(&record.envelope, usize::MAX)
+                    .ok()
+                    .is_some_and(|envelope| {
+                        let public = key.verifying_key();
+                        let id = palisade_shared::KeyId::of(&public);
+                        envelope
+                            .verify(palisade_shared::envelope::POLICY_PAYLOAD_TYPE, |k| {
+                                (k == &id).then_some(public)
+                            })
+                            .is_ok()
+                    });
+            if signed_by_current {
+                return Ok(());
+            }
+            tracing::warn!("the stored policy is not signed by the current key; re-signing it");
+            record.text
+        }
+        None => match &config.policy_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read policy_file {}", path.display()))?,
+            None => BASELINE_POLICY.to_owned(),
+        },
+    };
+    server::policy::set_policy(store, key, &text, "collector").await?;
+    Ok(())
+}
+
+fn spawn_retention(store: Store, retention_days: u32) -> tokio::task::JoinHandle<()> {
+    // Hourly: purging is cheap and an hour of extra retention is immaterial.
+    const PURGE_EVERY: Duration = Duration::from_secs(3600);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(PURGE_EVERY);
+        loop {
+            ticker.tick().await;
+            let cutoff = Utc::now() - chrono::Duration::days(i64::from(retention_days));
+            match store.purge_reports_before(cutoff).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, retention_days, "purged old raw reports"),
+                Err(err) => tracing::error!(error = %err, "purging old reports failed"),
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            () = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,209 @@
+//! The collector's configuration: `/etc/palisade/collector.toml` (or
+//! `--config FILE`), overridden by flags, with defaults that make a collector
+//! run with no file at all.
+//!
+//! The file says what to serve and where to keep it; flags say how to run
+//! this instance. Every problem in the file is reported at once with its
+//! line (the policy parser's diagnostics are reused). This module reads the
+//! file and nothing else.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use palisade_shared::diagnostics::{self, invalid};
+use toml_span::de_helpers::TableHelper;
+use toml_span::{DeserError, Deserialize, Value};
+
+/// Where the config file is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/palisade/collector.toml";
+/// Where state lives when nothing says otherwise (design §8).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/palisade-collector";
+/// 8443: the conventional unprivileged HTTPS port, so the collector needs no
+/// capability to bind it. Loopback by default: exposing it is a decision.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+/// 256 KiB: see `palisade_shared::envelope::DEFAULT_MAX_ENVELOPE_BYTES`.
+pub const DEFAULT_MAX_BODY_BYTES: usize = palisade_shared::envelope::DEFAULT_MAX_ENVELOPE_BYTES;
+/// Five minutes of clock skew: laptops without NTP drift, and Kerberos's
+/// long-standing default tolerance is the same five minutes.
+pub const DEFAULT_CLOCK_SKEW_SECONDS: u32 = 300;
+/// Raw reports are kept 90 days, the latest per device for ever: long enough
+/// for an incident investigation to look back a quarter (forensic
+/// readiness), short enough not to keep data "longer than needed".
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub database_url: String,
+    pub tls: TlsSetting,
+    pub max_body_bytes: usize,
+    pub clock_skew_seconds: u32,
+    pub retention_days: u32,
+    /// The policy to serve when the store has none yet; `None`: the built-in
+    /// baseline.
+    pub policy_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSetting {
+    /// Certificate chain and private key, PEM.
+    Files {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+    /// Make (once) and use a self-signed certificate in the state directory:
+    /// for the demo and tests only.
+    SelfSigned,
+    /// Plain HTTP: refused unless the listen address is loopback.
+    None,
+}
+
+/// Flags that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub state_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub self_signed_tls: bool,
+}
+
+/// The file's contents, every key optional.
+#[derive(Debug, Default)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    state_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+    clock_skew_seconds: Option<u32>,
+    retention_days: Option<u32>,
+    policy_file: Option<PathBuf>,
+}
+
+impl<'de> Deserialize<'de> for FileConfig {
+    fn deserialize(value: &mut Value<'de>) -> Result<Self, DeserError> {
+        let mut th = TableHelper::new(value)?;
+        let listen = th
+            .optional_s::<String>("listen")
+            .and_then(|s| match s.value.parse() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    th.errors.push(invalid(
+                        s.span,
+                        format!("{:?} is not an address like 127.0.0.1:8443", s.value),
+                    ));
+                    None
+                }
+            });
+        let path = |th: &mut TableHelper<'de>, key: &'static str| {
+            th.optional::<String>(key).map(PathBuf::from)
+        };
+        let state_dir = path(&mut th, "state_dir");
+        let database_url = th.optional::<String>("database_url");
+        let cert_file = path(&mut th, "cert_file");
+        let key_file = path(&mut th, "key_file");
+        let policy_file = path(&mut th, "policy_file");
+        let bounded = |th: &mut TableHelper<'de>, key: &'static str, min: i64, max: i64| {
+            let value = th.optional_s::<i64>(key)?;
+            if (min..=max).contains(&value.value) {
+                Some(value.value)
+            } else {
+                th.errors.push(invalid(
+                    value.span,
+                    format!("must be between {min} and {max}, got {}", value.value),
+                ));
+                None
+            }
+        };
+        // 1 KiB to 16 MiB: below 1 KiB no report fits; above 16 MiB a single
+        // request could pin real memory.
+        let max_body_bytes =
+            bounded(&mut th, "max_body_bytes", 1024, 16 * 1024 * 1024).map(|v| v as usize);
+        let clock_skew_seconds =
+            bounded(&mut th, "clock_skew_seconds", 0, 86_400).map(|v| v as u32);
+        let retention_days = bounded(&mut th, "retention_days", 1, 36_500).map(|v| v as u32);
+        th.finalize(None)?;
+        Ok(Self {
+            listen,
+            state_dir,
+            database_url,
+            cert_file,
+            key_file,
+            max_body_bytes,
+            clock_skew_seconds,
+            retention_days,
+            policy_file,
+        })
+    }
+}
+
+impl CollectorConfig {
+    /// Reads the file (if any) and applies the flags.
+    pub fn load(overrides: &Overrides) -> anyhow::Result<Self> {
+        let file = match &overrides.config {
+            Some(path) => read_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                read_file(Path::new(DEFAULT_CONFIG_PATH))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen = match overrides.listen.or(file.listen) {
+            Some(addr) => addr,
+            None => DEFAULT_LISTEN.parse().context("default listen address")?,
+        };
+        let state_dir = overrides
+            .state_dir
+            .clone()
+            .or(file.state_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let database_url = overrides
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("collector.db").display()));
+        let tls = match (file.cert_file, file.key_file, overrides.self_signed_tls) {
+            (_, _, true) => TlsSetting::SelfSigned,
+            (Some(cert_file), Some(key_file), false) => TlsSetting::Files {
+                cert_file,
+                key_file,
+            },
+            (None, None, false) => TlsSetting::None,
+            _ => bail!("cert_file and key_file must be set together"),
+        };
+        if tls == TlsSetting::None && !listen.ip().is_loopback() {
+            bail!(
+                "refusing to serve plain HTTP on {listen}: set cert_file and key_file, \
+                 or listen on a loopback address"
+            );
+        }
+        Ok(Self {
+            listen,
+            state_dir,
+            database_url,
+            tls,
+            max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            clock_skew_seconds: file
+                .clock_skew_seconds
+                .unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS),
+            retention_days: file.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS),
+            policy_file: file.policy_file,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    diagnostics::parse_toml::<FileConfig>(&text).map_err(|errors| {
+        anyhow::anyhow!(
+            "config file {} is invalid:\n{}",
+            path.display(),
+            errors.render_for_file(&path.display().to_string())
+        )
+    })
+}

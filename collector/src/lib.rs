@@ -1,0 +1,18 @@
+//! `palisade-collector`: enrolls devices, verifies and stores their signed
+//! posture reports, serves signed policy, and shows IT the fleet.
+//!
+//! Layout: [`cli`] holds the subcommands; [`config`] reads the file and
+//! flags; [`server`] is the HTTP side (one module per endpoint);
+//! [`ingest`] holds the pure chain rules and the group-commit writer;
+//! [`store`] is the only way to durable state (SQLite or PostgreSQL behind
+//! one contract); [`state`] keeps the key files; [`secrets`] makes and parses
+//! enrollment secrets. `main.rs` only sets up and calls [`cli::run`].
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod secrets;
+pub mod server;
+pub mod state;
+pub mod store;

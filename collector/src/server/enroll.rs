@@ -1,0 +1,207 @@
+//! `POST /api/v1/enroll`: a new device proves it holds its key and presents
+//! an enrollment secret; it gets a device id and the collector's
+//! policy-signing public key to pin.
+//!
+//! Answers: 201 enrolled; 400 malformed; 401 the proof of possession or the
+//! secret is wrong (one answer for every secret problem, so a caller learns
+//! nothing about which secrets exist); 409 the key is already enrolled; 422
+//! `requested_at` outside the allowed clock skew; 429 too many failures from
+//! this address. The secret never reaches a log.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use palisade_shared::envelope::{
+    Envelope, KeyId, verifying_key_from_base64, verifying_key_to_base64,
+};
+use palisade_shared::protocol::{EnrollError, EnrollRequest, EnrollResponse};
+use palisade_shared::{DeviceId, VerifyError};
+use rand::RngCore as _;
+
+use super::AppState;
+use super::error::ApiError;
+use super::reports::body_refusal;
+use crate::secrets;
+use crate::store::{AuditEntry, EnrollDevice, EnrollRefusal, StoreBackend as _};
+
+/// Failed enrollments allowed per source address per window. Ten: a person
+/// mistyping a secret a few times never meets it; a script guessing does
+/// at once (and guessing 256-bit secrets is hopeless anyway — this keeps
+/// the logs and the database quiet).
+const MAX_FAILURES_PER_WINDOW: u32 = 10;
+/// The window: fifteen minutes, a common lockout period (CIS, NCSC).
+const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Addresses tracked at most; past this the oldest windows are forgotten, so
+/// a flood of source addresses cannot exhaust memory.
+const MAX_TRACKED_ADDRESSES: usize = 10_000;
+
+/// Failed enrollment attempts per source address.
+#[derive(Debug, Default)]
+pub struct FailedAttempts {
+    by_address: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl FailedAttempts {
+    fn is_blocked(&self, address: IpAddr, now: Instant) -> bool {
+        let Ok(map) = self.by_address.lock() else {
+            return true;
+        };
+        map.get(&address).is_some_and(|(start, count)| {
+            now.duration_since(*start) < FAILURE_WINDOW && *count >= MAX_FAILURES_PER_WINDOW
+        })
+    }
+
+    fn record_failure(&self, address: IpAddr, now: Instant) {
+        let Ok(mut map) = self.by_address.lock() else {
+            return;
+        };
+        if map.len() >= MAX_TRACKED_ADDRESSES && !map.contains_key(&address) {
+            map.retain(|_, (start, _)| now.duration_since(*start) < FAILURE_WINDOW);
+            if map.len() >= MAX_TRACKED_ADDRESSES {
+                map.clear();
+            }
+        }
+        let entry = map.entry(address).or_insert((now, 0));
+        if now.duration_since(entry.0) >= FAILURE_WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+    }
+}
+
+pub async fn enroll(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let now = Instant::now();
+    if state.enroll_guard.is_blocked(peer.ip(), now) {
+        state.metrics.enrollment("rate_limited");
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed enrollment attempts from this address; wait 15 minutes",
+        )
+        .into_response();
+    }
+    let result = match body {
+        Ok(body) => enroll_device(&state, &body).await,
+        Err(rejection) => Err(body_refusal(&rejection)),
+    };
+    match result {
+        Ok(response) => {
+            state.metrics.enrollment("enrolled");
+            (StatusCode::CREATED, Json(response)).into_response()
+        }
+        Err(err) => {
+            if err.status.is_client_error() {
+                state.enroll_guard.record_failure(peer.ip(), now);
+            }
+            state.metrics.enrollment(err.code);
+            err.into_response()
+        }
+    }
+}
+
+async fn enroll_device(state: &AppState, body: &[u8]) -> Result<EnrollResponse, ApiError> {
+    let envelope =
+        Envelope::from_json(body, state.limits.max_body_bytes).map_err(|err| match err {
+            VerifyError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", err.to_string())
+            }
+            _ => ApiError::new(StatusCode::BAD_REQUEST, "malformed", err.to_string()),
+        })?;
+    let (request, key_id) = EnrollRequest::open(&envelope).map_err(|err| match err {
+        EnrollError::Envelope(
+            VerifyError::UnknownKey { .. } | VerifyError::BadSignature { .. },
+        ) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_proof",
+            "the request is not signed by the key it names",
+        ),
+        other => ApiError::new(StatusCode::BAD_REQUEST, "malformed", other.to_string()),
+    })?;
+    let skew = chrono::Duration::seconds(i64::from(state.limits.clock_skew_seconds));
+    let now = Utc::now();
+    if request.requested_at > now + skew || request.requested_at < now - skew {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "stale_request",
+            format!(
+                "requested_at is more than {} s from the collector's clock; check the device's clock",
+                state.limits.clock_skew_seconds
+            ),
+        ));
+    }
+    let refused = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_secret",
+            "the enrollment secret is not valid",
+        )
+    };
+    let presented = secrets::parse("pls", &request.enrollment_secret).ok_or_else(refused)?;
+    let public_key = verifying_key_from_base64(&request.public_key)
+        .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, "malformed", err.to_string()))?;
+
+    let mut id_bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut id_bytes);
+    let device_id = format!("dev_{}", hex::encode(id_bytes));
+    let enrollment = EnrollDevice {
+        secret_id: presented.id.clone(),
+        presented_hash: presented.hash,
+        device_id: device_id.clone(),
+        key_id: key_id.to_string(),
+        public_key: public_key.to_bytes(),
+        hostname: request.host.hostname.clone(),
+        os_name: request.host.os_name.clone(),
+        os_version: request.host.os_version.clone(),
+        kernel_version: request.host.kernel_version.clone(),
+        arch: request.host.arch.clone(),
+        agent_version: request.agent.version.clone(),
+        at: now,
+    };
+    match state.store.enroll_device(&enrollment).await {
+        Ok(Ok(())) => {}
+        Ok(Err(EnrollRefusal::KeyAlreadyEnrolled)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "key_already_enrolled",
+                "this key is already enrolled; a device re-enrolls with a new key",
+            ));
+        }
+        Ok(Err(refusal)) => {
+            tracing::info!(secret_id = %presented.id, ?refusal, "enrollment refused");
+            return Err(refused());
+        }
+        Err(err) => return Err(ApiError::internal("enrollment failed", &err)),
+    }
+    let audit = AuditEntry {
+        at: now,
+        actor: format!("secret:{}", presented.id),
+        action: "device.enroll".into(),
+        target: device_id.clone(),
+        details_json:
+            serde_json::json!({ "hostname": request.host.hostname, "key_id": key_id.as_str() })
+                .to_string(),
+    };
+    if let Err(err) = state.store.append_audit(&audit).await {
+        tracing::error!(error = %err, "cannot write the audit log");
+    }
+    tracing::info!(device = %device_id, hostname = %request.host.hostname, "device enrolled");
+    let policy_public = state.policy_key.verifying_key();
+    Ok(EnrollResponse {
+        device_id: DeviceId::new(device_id),
+        policy_public_key: verifying_key_to_base64(&policy_public),
+        policy_key_id: KeyId::of(&policy_public),
+    })
+}

@@ -1,0 +1,803 @@
+//! The PostgreSQL backend: for several collector instances behind a load
+//! balancer sharing one database.
+//!
+//! Owns the PostgreSQL connection pool, the PostgreSQL schema
+//! (`collector/migrations/postgres/`) and the SQL behind [`StoreBackend`]. It
+//! must not decide anything about report chains itself: `store_reports`
+//! reads the chain heads and hands them to [`super::batch_plan`].
+//!
+//! Durability and concurrency:
+//! - The server's default `synchronous_commit` (`on`): a commit returns once
+//!   the WAL is flushed, so an acknowledged report survives a crash.
+//! - Several collectors may store reports for the same device at once.
+//!   `store_reports` locks the batch's device rows (`SELECT … FOR UPDATE`,
+//!   in id order so two overlapping batches cannot deadlock) before reading
+//!   the chain heads; the second collector waits, then sees the first one's
+//!   reports. `UNIQUE (device_id, sequence)` is the last line of defence.
+//! - A batch is written with one statement per table (arrays bound as
+//!   parameters and expanded with `UNNEST`), so a 256-report batch costs a
+//!   handful of round trips rather than a thousand.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+use super::batch_plan::{ChainHead, VerdictUpsert, batch_devices, plan_batch};
+use super::{
+    AuditEntry, DeviceKeyRecord, DeviceRecord, EnrollDevice, EnrollRefusal, EnrollmentSecretInfo,
+    IncomingReport, LatestVerdict, NewEnrollmentSecret, NewPolicy, PolicyRecord, StoreBackend,
+    StoreError, StoreOutcome, from_db_integer, from_millis, parse_status, secret_refusal,
+    small_count, to_db_integer, to_millis,
+};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections per collector. The ingest path holds at most one for writing
+/// (the batcher) and a few for key lookups, each a sub-millisecond query; ten
+/// is sqlx's default and leaves room for the admin API. PostgreSQL's default
+/// `max_connections` of 100 then serves nine collectors with room for an
+/// operator's `psql`.
+const MAX_CONNECTIONS: u32 = 10;
+
+/// A PostgreSQL database behind a connection pool.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…`) and runs the migrations. sqlx takes
+    /// an advisory lock around them, so collectors starting together migrate
+    /// once.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        // The collector acknowledges a report only after its commit is
+        // durable. A server configured with `synchronous_commit = off` would
+        // silently break that promise, so every session asks for it.
+        let options = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+impl StoreBackend for PostgresStore {
+    async fn create_enrollment_secret(
+        &self,
+        secret: &NewEnrollmentSecret,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO enrollment_secrets \
+             (id, secret_hash, label, max_uses, uses, expires_at, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $7)",
+        )
+        .bind(&secret.id)
+        .bind(secret.secret_hash.as_slice())
+        .bind(&secret.label)
+        .bind(secret.max_uses.map(i64::from))
+        .bind(secret.expires_at.map(to_millis))
+        .bind(to_millis(secret.created_at))
+        .bind(&secret.created_by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_enrollment_secrets(&self) -> Result<Vec<EnrollmentSecretInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, label, max_uses, uses, expires_at, created_at, created_by \
+             FROM enrollment_secrets ORDER BY created_at DESC, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(secret_from_row).collect()
+    }
+
+    async fn enroll_device(
+        &self,
+        request: &EnrollDevice,
+    ) -> Result<Result<(), EnrollRefusal>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // FOR UPDATE: two enrollments on a single-use secret at once must not
+        // both see one use left.
+        let secret = sqlx::query(
+            "SELECT secret_hash, max_uses, uses, expires_at FROM enrollment_secrets \
+             WHERE id = $1 FOR UPDATE",
+        )
+        .bind(&request.secret_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let refusal = match secret {
+            None => Some(EnrollRefusal::UnknownSecret),
+            Some(row) => {
+                let stored_hash: Vec<u8> = row.try_get("secret_hash")?;
+                let max_uses: Option<i64> = row.try_get("max_uses")?;
+                let uses: i64 = row.try_get("uses")?;
+                let expires_at: Option<i64> = row.try_get("expires_at")?;
+                let key_taken = sqlx::query("SELECT 1 FROM device_keys WHERE key_id = $1")
+                    .bind(&request.key_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                secret_refusal(
+                    &request.presented_hash,
+                    &stored_hash,
+                    expires_at,
+                    max_uses,
+                    uses,
+                    to_millis(request.at),
+                )
+                .or(key_taken.then_some(EnrollRefusal::KeyAlreadyEnrolled))
+            }
+        };
+        if let Some(refusal) = refusal {
+            tx.rollback().await?;
+            return Ok(Err(refusal));
+        }
+
+        let at = to_millis(request.at);
+        sqlx::query("UPDATE enrollment_secrets SET uses = uses + 1 WHERE id = $1")
+            .bind(&request.secret_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO devices \
+             (id, hostname, os_name, os_version, kernel_version, arch, agent_version, \
+              enrollment_secret_id, enrolled_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&request.device_id)
+        .bind(&request.hostname)
+        .bind(&request.os_name)
+        .bind(&request.os_version)
+        .bind(&request.kernel_version)
+        .bind(&request.arch)
+        .bind(&request.agent_version)
+        .bind(&request.secret_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        // The same key enrolling through two different secrets at once: both
+        // saw it free above, the second insert waits for the first and then
+        // does nothing, and is refused like any other reused key.
+        let inserted = sqlx::query(
+            "INSERT INTO device_keys (key_id, device_id, public_key, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING",
+        )
+        .bind(&request.key_id)
+        .bind(&request.device_id)
+        .bind(request.public_key.as_slice())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(Err(EnrollRefusal::KeyAlreadyEnrolled));
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn device_key(&self, key_id: &str) -> Result<Option<DeviceKeyRecord>, StoreError> {
+        // A key is revoked when it or its device is.
+        let row = sqlx::query(
+            "SELECT k.key_id, k.device_id, k.public_key, \
+                    COALESCE(k.revoked_at, d.revoked_at) AS revoked_at \
+             FROM device_keys k JOIN devices d ON d.id = k.device_id \
+             WHERE k.key_id = $1",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn revoke_device(&self, device_id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let found =
+            sqlx::query("UPDATE devices SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
+                .bind(device_id)
+                .bind(to_millis(at))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+        sqlx::query(
+            "UPDATE device_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE device_id = $1",
+        )
+        .bind(device_id)
+        .bind(to_millis(at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, hostname, os_name, os_version, kernel_version, arch, agent_version, \
+                    policy_id, policy_version, enrollment_secret_id, enrolled_at, last_seen_at, \
+                    revoked_at, last_sequence, last_digest, sequence_gap, chain_broken \
+             FROM devices WHERE id = $1",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn latest_verdicts(&self, device_id: &str) -> Result<Vec<LatestVerdict>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT rule_id, status, mode, summary, evidence, fix, status_since, updated_at, \
+                    report_sequence \
+             FROM latest_verdicts WHERE device_id = $1 ORDER BY rule_id COLLATE \"C\"",
+        )
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(verdict_from_row).collect()
+    }
+
+    async fn store_reports(
+        &self,
+        batch: &[IncomingReport],
+    ) -> Result<Vec<StoreOutcome>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+
+        // Lock the batch's devices. ORDER BY makes every collector take the
+        // locks in the same order (rows are locked as the sort emits them).
+        let devices = batch_devices(batch);
+        let head_rows: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT id, last_sequence, last_digest FROM devices \
+             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(&devices)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut heads = HashMap::new();
+        for (device_id, last_sequence, last_digest) in head_rows {
+            let last_sequence = last_sequence
+                .map(|s| from_db_integer(s, "sequence"))
+                .transpose()?;
+            heads.insert(
+                device_id,
+                ChainHead {
+                    last_sequence,
+                    last_digest,
+                },
+            );
+        }
+
+        // Read after the locks are held: in READ COMMITTED each statement
+        // takes a fresh snapshot, so this sees every report committed by a
+        // collector that held these locks before us.
+        let mut wanted_devices = Vec::with_capacity(batch.len());
+        let mut wanted_sequences = Vec::with_capacity(batch.len());
+        for report in batch {
+            // A sequence beyond i64 cannot be stored; plan_batch refuses it.
+            if let Ok(sequence) = i64::try_from(report.sequence) {
+                wanted_devices.push(report.device_id.as_str());
+                wanted_sequences.push(sequence);
+            }
+        }
+        let digest_rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT r.device_id, r.sequence, r.digest \
+             FROM reports r \
+             JOIN UNNEST($1::text[], $2::bigint[]) AS wanted (device_id, sequence) \
+               ON r.device_id = wanted.device_id AND r.sequence = wanted.sequence",
+        )
+        .bind(&wanted_devices)
+        .bind(&wanted_sequences)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut stored_digests = HashMap::new();
+        for (device_id, sequence, digest) in digest_rows {
+            stored_digests.insert((device_id, from_db_integer(sequence, "sequence")?), digest);
+        }
+
+        let plan = plan_batch(batch, heads, &stored_digests)?;
+
+        if !plan.inserts.is_empty() {
+            let mut columns = ReportColumns::default();
+            for insert in &plan.inserts {
+                columns.push(insert)?;
+            }
+            sqlx::query(
+                "INSERT INTO reports \
+                 (device_id, key_id, sequence, digest, prev_digest, issued_at, received_at, \
+                  envelope, summary, sequence_gap, chain_broken) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], \
+                   $5::text[], $6::bigint[], $7::bigint[], $8::bytea[], $9::text[], \
+                   $10::boolean[], $11::boolean[])",
+            )
+            .bind(&columns.device_id)
+            .bind(&columns.key_id)
+            .bind(&columns.sequence)
+            .bind(&columns.digest)
+            .bind(&columns.prev_digest)
+            .bind(&columns.issued_at)
+            .bind(&columns.received_at)
+            .bind(&columns.envelope)
+            .bind(&columns.summary)
+            .bind(&columns.sequence_gap)
+            .bind(&columns.chain_broken)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        if !plan.devices.is_empty() {
+            let mut columns = DeviceColumns::default();
+            // Verdicts whose stored status_since may carry on, and those
+            // whose run of one status began within this batch (see
+            // VerdictUpsert). EXCLUDED holds table columns only, so the two
+            // kinds go in two statements rather than one with a flag column.
+            let mut carrying_on = VerdictColumns::default();
+            let mut restarting = VerdictColumns::default();
+            let mut heads_device_id = Vec::new();
+            let mut heads_sequence = Vec::new();
+            for device in &plan.devices {
+                columns.push(device)?;
+                if let Some(head) = device.head {
+                    let sequence = to_db_integer(head.sequence, "sequence")?;
+                    heads_device_id.push(device.device_id);
+                    heads_sequence.push(sequence);
+                    for upsert in &device.head_verdicts {
+                        let target = if upsert.continues_stored {
+                            &mut carrying_on
+                        } else {
+                            &mut restarting
+                        };
+                        target.push(device.device_id, upsert, head, sequence);
+                    }
+                }
+            }
+            // A device without a new head (the chain rules never produce one
+            // today) keeps its facts and head: the NULLs fall through
+            // COALESCE. Flags are only ever set; last_seen_at only moves on.
+            sqlx::query(
+                "UPDATE devices AS d SET \
+                   hostname = COALESCE(u.hostname, d.hostname), \
+                   os_name = COALESCE(u.os_name, d.os_name), \
+                   os_version = COALESCE(u.os_version, d.os_version), \
+                   agent_version = COALESCE(u.agent_version, d.agent_version), \
+                   policy_id = COALESCE(u.policy_id, d.policy_id), \
+                   policy_version = COALESCE(u.policy_version, d.policy_version), \
+                   last_sequence = COALESCE(u.last_sequence, d.last_sequence), \
+                   last_digest = COALESCE(u.last_digest, d.last_digest), \
+                   last_seen_at = GREATEST(d.last_seen_at, u.last_seen_at), \
+                   sequence_gap = d.sequence_gap OR u.sequence_gap, \
+                   chain_broken = d.chain_broken OR u.chain_broken \
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                   $6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], \
+                   $11::boolean[], $12::boolean[]) \
+                   AS u (id, hostname, os_name, os_version, agent_version, policy_id, \
+                         policy_version, last_sequence, last_digest, last_seen_at, \
+                         sequence_gap, chain_broken) \
+                 WHERE d.id = u.id",
+            )
+            .bind(&columns.id)
+            .bind(&columns.hostname)
+            .bind(&columns.os_name)
+            .bind(&columns.os_version)
+            .bind(&columns.agent_version)
+            .bind(&columns.policy_id)
+            .bind(&columns.policy_version)
+            .bind(&columns.last_sequence)
+            .bind(&columns.last_digest)
+            .bind(&columns.last_seen_at)
+            .bind(&columns.sequence_gap)
+            .bind(&columns.chain_broken)
+            .execute(&mut *tx)
+            .await?;
+
+            carrying_on.upsert(&mut tx, StatusSince::KeepIfSame).await?;
+            restarting.upsert(&mut tx, StatusSince::FromBatch).await?;
+            if !heads_device_id.is_empty() {
+                // A rule the latest report no longer carries (switched off in
+                // the policy) must not linger with a stale status.
+                sqlx::query(
+                    "DELETE FROM latest_verdicts AS v \
+                     USING UNNEST($1::text[], $2::bigint[]) AS head (device_id, sequence) \
+                     WHERE v.device_id = head.device_id AND v.report_sequence <> head.sequence",
+                )
+                .bind(&heads_device_id)
+                .bind(&heads_sequence)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+
+        tx.commit().await?;
+        Ok(plan.outcomes)
+    }
+
+    async fn report_envelope(
+        &self,
+        device_id: &str,
+        sequence: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let Ok(sequence) = i64::try_from(sequence) else {
+            return Ok(None);
+        };
+        Ok(sqlx::query_scalar(
+            "SELECT envelope FROM reports WHERE device_id = $1 AND sequence = $2",
+        )
+        .bind(device_id)
+        .bind(sequence)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn count_reports(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reports")
+            .fetch_one(&self.pool)
+            .await?;
+        from_db_integer(count, "report count")
+    }
+
+    async fn purge_reports_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        // The MAX subquery is answered from the (device_id, sequence) index.
+        // A report stored concurrently can only be a new highest one, which
+        // is after the cutoff and never deleted here.
+        let deleted = sqlx::query(
+            "DELETE FROM reports WHERE received_at < $1 AND sequence < \
+               (SELECT MAX(newest.sequence) FROM reports AS newest \
+                WHERE newest.device_id = reports.device_id)",
+        )
+        .bind(to_millis(cutoff))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(deleted)
+    }
+
+    async fn current_policy(&self) -> Result<Option<PolicyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT revision, policy_id, policy_version, text, digest, envelope, created_at, \
+                    created_by \
+             FROM policies ORDER BY revision DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(policy_from_row).transpose()
+    }
+
+    async fn save_policy(&self, policy: &NewPolicy) -> Result<PolicyRecord, StoreError> {
+        let revision: i64 = sqlx::query_scalar(
+            "INSERT INTO policies \
+             (policy_id, policy_version, text, digest, envelope, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING revision",
+        )
+        .bind(&policy.policy_id)
+        .bind(to_db_integer(policy.policy_version, "policy version")?)
+        .bind(&policy.text)
+        .bind(&policy.digest)
+        .bind(policy.envelope.as_slice())
+        .bind(to_millis(policy.created_at))
+        .bind(&policy.created_by)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(PolicyRecord {
+            revision: from_db_integer(revision, "policy revision")?,
+            policy_id: policy.policy_id.clone(),
+            policy_version: policy.policy_version,
+            text: policy.text.clone(),
+            digest: policy.digest.clone(),
+            envelope: policy.envelope.clone(),
+            // Round to what was stored, so this equals a later read.
+            created_at: from_millis(to_millis(policy.created_at))?,
+            created_by: policy.created_by.clone(),
+        })
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, target, details) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(to_millis(entry.at))
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.details_json)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, target, details FROM audit_log \
+             ORDER BY at DESC, id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+}
+
+/// The reports of a batch as one array per column, for `UNNEST`.
+#[derive(Debug, Default)]
+struct ReportColumns<'a> {
+    device_id: Vec<&'a str>,
+    key_id: Vec<&'a str>,
+    sequence: Vec<i64>,
+    digest: Vec<&'a str>,
+    prev_digest: Vec<&'a str>,
+    issued_at: Vec<i64>,
+    received_at: Vec<i64>,
+    envelope: Vec<&'a [u8]>,
+    summary: Vec<&'a str>,
+    sequence_gap: Vec<bool>,
+    chain_broken: Vec<bool>,
+}
+
+impl<'a> ReportColumns<'a> {
+    fn push(&mut self, insert: &'a super::batch_plan::ReportInsert<'a>) -> Result<(), StoreError> {
+        let report = insert.report;
+        self.device_id.push(&report.device_id);
+        self.key_id.push(&report.key_id);
+        self.sequence
+            .push(to_db_integer(report.sequence, "sequence")?);
+        self.digest.push(&report.digest);
+        self.prev_digest.push(&report.prev_digest);
+        self.issued_at.push(to_millis(report.issued_at));
+        self.received_at.push(to_millis(report.received_at));
+        self.envelope.push(&report.envelope);
+        self.summary.push(&insert.summary_json);
+        self.sequence_gap.push(insert.sequence_gap);
+        self.chain_broken.push(insert.chain_broken);
+        Ok(())
+    }
+}
+
+/// The device-row changes of a batch, one array per column; `None` where a
+/// device has no new head.
+#[derive(Debug, Default)]
+struct DeviceColumns<'a> {
+    id: Vec<&'a str>,
+    hostname: Vec<Option<&'a str>>,
+    os_name: Vec<Option<&'a str>>,
+    os_version: Vec<Option<&'a str>>,
+    agent_version: Vec<Option<&'a str>>,
+    policy_id: Vec<Option<&'a str>>,
+    policy_version: Vec<Option<i64>>,
+    last_sequence: Vec<Option<i64>>,
+    last_digest: Vec<Option<&'a str>>,
+    last_seen_at: Vec<i64>,
+    sequence_gap: Vec<bool>,
+    chain_broken: Vec<bool>,
+}
+
+impl<'a> DeviceColumns<'a> {
+    fn push(&mut self, device: &super::batch_plan::DeviceUpdate<'a>) -> Result<(), StoreError> {
+        let head = device.head;
+        self.id.push(device.device_id);
+        self.hostname.push(head.map(|h| h.hostname.as_str()));
+        self.os_name.push(head.map(|h| h.os_name.as_str()));
+        self.os_version.push(head.map(|h| h.os_version.as_str()));
+        self.agent_version
+            .push(head.map(|h| h.agent_version.as_str()));
+        self.policy_id.push(head.map(|h| h.policy_id.as_str()));
+        self.policy_version.push(
+            head.map(|h| to_db_integer(h.policy_version, "policy version"))
+                .transpose()?,
+        );
+        self.last_sequence.push(
+            head.map(|h| to_db_integer(h.sequence, "sequence"))
+                .transpose()?,
+        );
+        self.last_digest.push(head.map(|h| h.digest.as_str()));
+        self.last_seen_at.push(to_millis(device.last_seen_at));
+        self.sequence_gap.push(device.sequence_gap);
+        self.chain_broken.push(device.chain_broken);
+        Ok(())
+    }
+}
+
+/// New latest verdicts, one array per column.
+#[derive(Debug, Default)]
+struct VerdictColumns<'a> {
+    device_id: Vec<&'a str>,
+    rule_id: Vec<&'a str>,
+    status: Vec<&'static str>,
+    mode: Vec<&'a str>,
+    summary: Vec<&'a str>,
+    evidence: Vec<&'a str>,
+    fix: Vec<&'a str>,
+    status_since: Vec<i64>,
+    updated_at: Vec<i64>,
+    report_sequence: Vec<i64>,
+}
+
+impl<'a> VerdictColumns<'a> {
+    fn push(
+        &mut self,
+        device_id: &'a str,
+        upsert: &VerdictUpsert<'a>,
+        head: &IncomingReport,
+        head_sequence: i64,
+    ) {
+        let verdict = upsert.verdict;
+        self.device_id.push(device_id);
+        self.rule_id.push(&verdict.rule_id);
+        self.status.push(verdict.status.as_str());
+        self.mode.push(&verdict.mode);
+        self.summary.push(&verdict.summary);
+        self.evidence.push(&verdict.evidence_json);
+        self.fix.push(&verdict.fix);
+        self.status_since.push(to_millis(upsert.status_since));
+        self.updated_at.push(to_millis(head.received_at));
+        self.report_sequence.push(head_sequence);
+    }
+
+    /// Upserts the rows. plan_batch gives each (device, rule) once, as ON
+    /// CONFLICT DO UPDATE requires.
+    async fn upsert(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        status_since: StatusSince,
+    ) -> Result<(), StoreError> {
+        if self.device_id.is_empty() {
+            return Ok(());
+        }
+        let status_since_sql = status_since.sql();
+        // The right-hand sides of SET all see the row as it was before.
+        let sql = format!(
+            "INSERT INTO latest_verdicts \
+             (device_id, rule_id, status, mode, summary, evidence, fix, \
+              status_since, updated_at, report_sequence) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+               $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], \
+               $10::bigint[]) \
+             ON CONFLICT (device_id, rule_id) DO UPDATE SET \
+               status_since = {status_since_sql}, \
+               status = EXCLUDED.status, mode = EXCLUDED.mode, \
+               summary = EXCLUDED.summary, evidence = EXCLUDED.evidence, \
+               fix = EXCLUDED.fix, updated_at = EXCLUDED.updated_at, \
+               report_sequence = EXCLUDED.report_sequence"
+        );
+        sqlx::query(&sql)
+            .bind(&self.device_id)
+            .bind(&self.rule_id)
+            .bind(&self.status)
+            .bind(&self.mode)
+            .bind(&self.summary)
+            .bind(&self.evidence)
+            .bind(&self.fix)
+            .bind(&self.status_since)
+            .bind(&self.updated_at)
+            .bind(&self.report_sequence)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// How an upsert sets `status_since` on an existing verdict row.
+#[derive(Debug, Clone, Copy)]
+enum StatusSince {
+    /// Keep the stored time when the status is unchanged.
+    KeepIfSame,
+    /// The status began within the batch: take the batch's time.
+    FromBatch,
+}
+
+impl StatusSince {
+    /// A fixed SQL fragment; the only text ever formatted into a query here.
+    fn sql(self) -> &'static str {
+        match self {
+            Self::KeepIfSame => {
+                "CASE WHEN latest_verdicts.status = EXCLUDED.status \
+                 THEN latest_verdicts.status_since ELSE EXCLUDED.status_since END"
+            }
+            Self::FromBatch => "EXCLUDED.status_since",
+        }
+    }
+}
+
+fn secret_from_row(row: &PgRow) -> Result<EnrollmentSecretInfo, StoreError> {
+    let max_uses: Option<i64> = row.try_get("max_uses")?;
+    Ok(EnrollmentSecretInfo {
+        id: row.try_get("id")?,
+        label: row.try_get("label")?,
+        max_uses: max_uses.map(|n| small_count(n, "max uses")).transpose()?,
+        uses: small_count(row.try_get("uses")?, "uses")?,
+        expires_at: optional_time(row.try_get("expires_at")?)?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        created_by: row.try_get("created_by")?,
+    })
+}
+
+fn key_from_row(row: &PgRow) -> Result<DeviceKeyRecord, StoreError> {
+    let public_key: Vec<u8> = row.try_get("public_key")?;
+    Ok(DeviceKeyRecord {
+        key_id: row.try_get("key_id")?,
+        device_id: row.try_get("device_id")?,
+        public_key: public_key
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("a stored public key is not 32 bytes".to_owned()))?,
+        revoked_at: optional_time(row.try_get("revoked_at")?)?,
+    })
+}
+
+fn device_from_row(row: &PgRow) -> Result<DeviceRecord, StoreError> {
+    let policy_version: Option<i64> = row.try_get("policy_version")?;
+    let last_sequence: Option<i64> = row.try_get("last_sequence")?;
+    Ok(DeviceRecord {
+        device_id: row.try_get("id")?,
+        hostname: row.try_get("hostname")?,
+        os_name: row.try_get("os_name")?,
+        os_version: row.try_get("os_version")?,
+        kernel_version: row.try_get("kernel_version")?,
+        arch: row.try_get("arch")?,
+        agent_version: row.try_get("agent_version")?,
+        policy_id: row.try_get("policy_id")?,
+        policy_version: policy_version
+            .map(|v| from_db_integer(v, "policy version"))
+            .transpose()?,
+        enrollment_secret_id: row.try_get("enrollment_secret_id")?,
+        enrolled_at: from_millis(row.try_get("enrolled_at")?)?,
+        last_seen_at: optional_time(row.try_get("last_seen_at")?)?,
+        revoked_at: optional_time(row.try_get("revoked_at")?)?,
+        last_sequence: last_sequence
+            .map(|s| from_db_integer(s, "sequence"))
+            .transpose()?,
+        last_digest: row.try_get("last_digest")?,
+        sequence_gap: row.try_get("sequence_gap")?,
+        chain_broken: row.try_get("chain_broken")?,
+    })
+}
+
+fn verdict_from_row(row: &PgRow) -> Result<LatestVerdict, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(LatestVerdict {
+        rule_id: row.try_get("rule_id")?,
+        status: parse_status(&status)?,
+        mode: row.try_get("mode")?,
+        summary: row.try_get("summary")?,
+        evidence_json: row.try_get("evidence")?,
+        fix: row.try_get("fix")?,
+        status_since: from_millis(row.try_get("status_since")?)?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+        report_sequence: from_db_integer(row.try_get("report_sequence")?, "sequence")?,
+    })
+}
+
+fn policy_from_row(row: &PgRow) -> Result<PolicyRecord, StoreError> {
+    Ok(PolicyRecord {
+        revision: from_db_integer(row.try_get("revision")?, "policy revision")?,
+        policy_id: row.try_get("policy_id")?,
+        policy_version: from_db_integer(row.try_get("policy_version")?, "policy version")?,
+        text: row.try_get("text")?,
+        digest: row.try_get("digest")?,
+        envelope: row.try_get("envelope")?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        created_by: row.try_get("created_by")?,
+    })
+}
+
+fn audit_from_row(row: &PgRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        at: from_millis(row.try_get("at")?)?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        details_json: row.try_get("details")?,
+    })
+}
+
+fn optional_time(millis: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    millis.map(from_millis).transpose()
+}

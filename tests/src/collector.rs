@@ -1,0 +1,156 @@
+//! A real `palisade-collector serve` process for tests: started on
+//! `127.0.0.1:0` with a self-signed certificate in a temporary state
+//! directory, reached over real HTTPS, stopped with SIGTERM or killed with
+//! SIGKILL.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use crate::{Finished, binary, run};
+
+/// How long a collector may take to start listening: migrations on a fresh
+/// SQLite file take milliseconds, PostgreSQL's a second; 30 s only ever
+/// matters when something is broken, and then the test fails with the log.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running collector.
+#[derive(Debug)]
+pub struct RunningCollector {
+    child: Child,
+    /// `https://127.0.0.1:PORT`
+    pub url: String,
+    pub state_dir: PathBuf,
+    pub database_url: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl RunningCollector {
+    /// Starts a collector on `state_dir` with `database_url` (SQLite in the
+    /// state directory when `None`), and waits until it listens.
+    pub fn start(state_dir: &Path, database_url: Option<&str>) -> Self {
+        let database_url = database_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("collector.db").display()));
+        let mut command = Command::new(binary("palisade-collector"));
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--self-signed-tls",
+                "--state-dir",
+            ])
+            .arg(state_dir)
+            .args(["--database-url", &database_url])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("PALISADE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start the collector: {err}"));
+        let stderr = child
+            .stderr
+            .take()
+            .unwrap_or_else(|| panic!("no stderr pipe"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let (url_tx, url_rx) = mpsc::channel();
+        let log_writer = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("palisade-collector listening on ") {
+                    let _ = url_tx.send(url.trim().to_owned());
+                }
+                if let Ok(mut log) = log_writer.lock() {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+        let url = match url_rx.recv_timeout(START_DEADLINE) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+                panic!("the collector did not start listening\n--- log ---\n{log}");
+            }
+        };
+        Self {
+            child,
+            url,
+            state_dir: state_dir.to_owned(),
+            database_url,
+            log,
+        }
+    }
+
+    /// The collector's log so far, for assertion messages.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// An HTTPS client that trusts this collector's self-signed certificate
+    /// and nothing else.
+    pub fn client(&self) -> reqwest::Client {
+        crate::install_crypto_provider();
+        let pem = std::fs::read(self.state_dir.join("tls/cert.pem"))
+            .unwrap_or_else(|err| panic!("no self-signed certificate: {err}"));
+        let certificate = reqwest::Certificate::from_pem(&pem)
+            .unwrap_or_else(|err| panic!("bad certificate: {err}"));
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(certificate)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_else(|err| panic!("cannot build the HTTPS client: {err}"))
+    }
+
+    /// Runs a collector subcommand against the same state and database.
+    pub fn cli(&self, args: &[&str]) -> Finished {
+        let mut full: Vec<&str> = args.to_vec();
+        let state_dir = self.state_dir.display().to_string();
+        full.extend([
+            "--state-dir",
+            &state_dir,
+            "--database-url",
+            &self.database_url,
+        ]);
+        run(&binary("palisade-collector"), &full, &[])
+    }
+
+    /// Creates an enrollment secret and returns its text.
+    pub fn create_secret(&self, extra: &[&str]) -> String {
+        let mut args = vec!["secret", "create"];
+        args.extend_from_slice(extra);
+        let finished = self.cli(&args);
+        assert_eq!(finished.exit_code, Some(0), "{}", finished.dump());
+        finished.stdout.trim().to_owned()
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the exit; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let _ = run(Path::new("/bin/kill"), &["-TERM", &pid], &[]);
+        self.child.wait().ok().and_then(|status| status.code())
+    }
+}
+
+impl Drop for RunningCollector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
