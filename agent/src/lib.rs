@@ -10,5 +10,9 @@
 
 pub mod checks;
 pub mod cli;
+pub mod config;
+pub mod durable;
 pub mod host;
+pub mod identity;
 pub mod report;
+pub mod spool;

@@ -88,7 +88,7 @@ where
                 key_path: String::new(),
                 line,
                 column,
-                message: format!("not valid TOML: {}", err.kind),
+                message: format!("not valid TOML: {err}"),
             }]));
         }
     };
@@ -99,6 +99,9 @@ where
 fn diagnostics_from(text: &str, index: &KeyIndex, errors: DeserError) -> Diagnostics {
     let mut out = Vec::new();
     for error in errors.errors {
+        // The error's own Display says what was wanted and found; its kind's
+        // Display alone is terse ("wanted").
+        let described = error.to_string();
         match error.kind {
             ErrorKind::UnexpectedKeys { keys, expected } => {
                 for (name, span) in keys {
@@ -131,12 +134,12 @@ fn diagnostics_from(text: &str, index: &KeyIndex, errors: DeserError) -> Diagnos
                     message.into(),
                 ));
             }
-            other => {
+            _ => {
                 out.push(diagnostic(
                     text,
                     index.path_at(error.span),
                     error.span,
-                    other.to_string(),
+                    described,
                 ));
             }
         }

@@ -87,6 +87,11 @@ fn wrong_types_and_missing_keys_name_their_paths() {
         .find(|d| d.key_path == "rules.password_policy.min_length")
         .unwrap();
     assert_eq!(min_length.line, 5);
+    assert!(
+        min_length.message.contains("expected") && min_length.message.contains("found string"),
+        "the message must say what was expected and found: {}",
+        min_length.message
+    );
 }
 
 #[test]
