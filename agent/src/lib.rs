@@ -11,6 +11,7 @@
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod durable;
 pub mod host;
 pub mod identity;

@@ -31,6 +31,12 @@ impl RunningCollector {
     /// Starts a collector on `state_dir` with `database_url` (SQLite in the
     /// state directory when `None`), and waits until it listens.
     pub fn start(state_dir: &Path, database_url: Option<&str>) -> Self {
+        Self::start_on(state_dir, database_url, "127.0.0.1:0")
+    }
+
+    /// Like [`Self::start`], on a given address (to come back on the same
+    /// port after a restart).
+    pub fn start_on(state_dir: &Path, database_url: Option<&str>, listen: &str) -> Self {
         let database_url = database_url
             .map(str::to_owned)
             .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("collector.db").display()));
@@ -39,7 +45,7 @@ impl RunningCollector {
             .args([
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--self-signed-tls",
                 "--state-dir",
             ])
@@ -88,6 +94,11 @@ impl RunningCollector {
             database_url,
             log,
         }
+    }
+
+    /// The address it listens on, `127.0.0.1:PORT`.
+    pub fn address(&self) -> &str {
+        self.url.trim_start_matches("https://")
     }
 
     /// The collector's log so far, for assertion messages.

@@ -6,6 +6,7 @@
 //! The binaries are those `cargo build --workspace --bins` left next to the
 //! test executable; `tests/run` builds them before running the tests.
 
+pub mod agent;
 pub mod collector;
 pub mod databases;
 pub mod device;

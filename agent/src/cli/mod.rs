@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand, and the exit codes they share.
 
 pub mod check;
+pub mod daemon;
 
 use std::path::Path;
 
@@ -33,14 +34,35 @@ pub mod exit {
                   something could not be determined, 2 the command could not run."
 )]
 pub struct Cli {
+    /// Log format on stderr (the daemon logs at info, other commands at warn;
+    /// PALISADE_LOG overrides the level).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormatArg,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check this machine once against the policy and print the verdicts.
     Check(check::CheckArgs),
+    /// Run the daemon: check, report, deliver, until SIGTERM.
+    Run(daemon::RunArgs),
+    /// Enroll this device with a collector.
+    Enroll(daemon::EnrollArgs),
+    /// Run the checks once and write the signed report to a file, without sending it.
+    Report(daemon::ReportArgs),
+    /// Print the device id, key id and public key.
+    Identity(daemon::IdentityArgs),
+    /// Inspect the spool of reports waiting to be sent.
+    #[command(subcommand)]
+    Spool(daemon::SpoolCommand),
 }
 
 /// Reads and validates a policy file; every problem is reported as

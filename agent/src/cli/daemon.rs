@@ -1,0 +1,231 @@
+//! The subcommands around the daemon: `run`, `enroll`, `report`,
+//! `identity` and `spool list`. They share [`AgentArgs`]: where the config
+//! and the state live, so tests and non-root users can run a whole agent in
+//! a temporary directory.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use palisade_shared::envelope::{Envelope, REPORT_PAYLOAD_TYPE};
+
+use crate::config::{self, AgentConfig, CollectorUrl, EnrollSecret};
+use crate::daemon;
+use crate::identity::{Enrollment, Identity, KeyStore};
+
+/// Where the agent's config and state are.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Config file (default: the system path, e.g. /etc/palisade/agent.toml, if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// State directory: device key, enrollment, spool, last good policy.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Status socket path.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+impl AgentArgs {
+    /// The configuration: the file (if any) with the flags applied.
+    pub fn load(&self) -> anyhow::Result<AgentConfig> {
+        let mut config = match &self.config {
+            Some(path) => AgentConfig::load(path)?,
+            None => {
+                let path = config::default_config_path();
+                if path.exists() {
+                    AgentConfig::load(&path)?
+                } else {
+                    AgentConfig::default()
+                }
+            }
+        };
+        if let Some(dir) = &self.state_dir {
+            config.state_dir = std::path::absolute(dir)
+                .with_context(|| format!("bad --state-dir {}", dir.display()))?;
+        }
+        if let Some(socket) = &self.socket {
+            config.socket_path = socket.clone();
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    /// The collector's URL, e.g. https://posture.trust.nhs.uk (default: collector_url from the config).
+    #[arg(long, value_name = "URL")]
+    pub collector: Option<String>,
+    /// The enrollment secret IT gave you (default: PALISADE_ENROLL_SECRET).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "PALISADE_ENROLL_SECRET",
+        hide_env_values = true
+    )]
+    pub secret: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    /// Write the signed report envelope here.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct IdentityArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// List the reports waiting to be sent.
+    List {
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
+}
+
+pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let config = args.agent.load()?;
+    daemon::run(config, shutdown_signal()).await
+}
+
+pub async fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
+    let config = args.agent.load()?;
+    let collector = match (&args.collector, &config.collector_url) {
+        (Some(url), _) => {
+            CollectorUrl::parse(url).map_err(|err| anyhow::anyhow!("--collector: {err}"))?
+        }
+        (None, Some(url)) => url.clone(),
+        (None, None) => bail!("give --collector URL or set collector_url in the config"),
+    };
+    crate::durable::create_dir_private(&config.state_dir)
+        .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
+    let identity = Identity::load_or_create(KeyStore::for_this_os(&config.state_dir))?;
+    let client = daemon::http::client(&config)?;
+    let secret = EnrollSecret::new(args.secret.clone());
+    let enrollment = daemon::enroll::enroll(&client, &collector, &secret, &identity).await?;
+    enrollment.save(&config.state_dir)?;
+    println!(
+        "enrolled as {} with {} (key {}, stored in {})",
+        enrollment.device_id,
+        collector.as_str(),
+        identity.key_id(),
+        identity.store
+    );
+    Ok(())
+}
+
+/// Runs the checks once and writes the signed envelope without sending it.
+/// The report has sequence 0: it is outside the chain, so it can never
+/// collide with a report the daemon sends.
+pub fn report(args: &ReportArgs) -> anyhow::Result<u8> {
+    let config = args.agent.load()?;
+    let identity = Identity::load_or_create(KeyStore::for_this_os(&config.state_dir))?;
+    let enrollment = Enrollment::load(&config.state_dir)?;
+    let pinned = enrollment
+        .as_ref()
+        .and_then(|e| e.policy_verifying_key().ok());
+    let current = daemon::policy::load_last_good(&config.state_dir, pinned.as_ref());
+    let results = crate::checks::run_checks(&crate::host::Host::system(), &current.policy, None);
+    let code = super::check::exit_code(&results);
+    let mut report = crate::report::standalone_report(&current.policy, results);
+    if let Some(enrollment) = &enrollment {
+        report.device_id = enrollment.device_id.clone();
+    }
+    let envelope = Envelope::sign(REPORT_PAYLOAD_TYPE, &report.to_payload(), &identity.key);
+    std::fs::write(&args.out, envelope.to_json())
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!(
+        "wrote a report signed by key {} to {}",
+        identity.key_id(),
+        args.out.display()
+    );
+    Ok(code)
+}
+
+pub fn identity(args: &IdentityArgs) -> anyhow::Result<()> {
+    let config = args.agent.load()?;
+    let Some(identity) = Identity::load(KeyStore::for_this_os(&config.state_dir))? else {
+        bail!(
+            "no device key yet in {}: it is made at the first `run` or `enroll`",
+            config.state_dir.display()
+        );
+    };
+    let enrollment = Enrollment::load(&config.state_dir)?;
+    println!(
+        "device id:   {}",
+        enrollment
+            .as_ref()
+            .map_or("(not enrolled)".to_owned(), |e| e.device_id.to_string())
+    );
+    println!("key id:      {}", identity.key_id());
+    println!("public key:  {}", identity.public_key_base64());
+    println!("key store:   {}", identity.store);
+    if let Some(enrollment) = enrollment {
+        println!("collector:   {}", enrollment.collector_url);
+    }
+    Ok(())
+}
+
+pub fn spool(command: &SpoolCommand) -> anyhow::Result<()> {
+    let SpoolCommand::List { agent } = command;
+    let config = agent.load()?;
+    let dir = config.spool_dir();
+    // No spool directory yet: nothing was ever spooled.
+    let entries = if dir.exists() {
+        crate::spool::list_entries(&dir)?
+    } else {
+        Vec::new()
+    };
+    if entries.is_empty() {
+        println!("the spool is empty");
+    }
+    for entry in &entries {
+        println!(
+            "{}\t{} bytes\t{}",
+            entry.sequence,
+            entry.bytes,
+            entry.path.display()
+        );
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            () = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,63 @@
+//! One check cycle of the daemon: run the rules, fill a report, link it into
+//! the chain, sign it and write it to the spool — all before anything is
+//! sent, so a crash after this returns can never lose the report.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use chrono::Utc;
+use palisade_shared::envelope::{Envelope, REPORT_PAYLOAD_TYPE};
+use palisade_shared::report::{CheckStatus, Event};
+use palisade_shared::{DeviceId, Policy};
+
+use crate::checks::run_checks;
+use crate::host::Host;
+use crate::identity::Identity;
+use crate::spool::Spool;
+
+/// What a cycle produced.
+#[derive(Debug, Clone)]
+pub struct CycleOutcome {
+    pub sequence: u64,
+    pub failing: Vec<String>,
+}
+
+/// Runs every rule and spools the signed report. Blocking: call it from
+/// `spawn_blocking`.
+pub fn run_cycle(
+    host: &Host,
+    policy: &Policy,
+    identity: &Identity,
+    device_id: &DeviceId,
+    spool: &Arc<Mutex<Spool>>,
+    events: Vec<Event>,
+) -> anyhow::Result<CycleOutcome> {
+    let results = run_checks(host, policy, None);
+    let failing = results
+        .iter()
+        .filter(|r| r.status == CheckStatus::Fail)
+        .map(|r| r.id.to_string())
+        .collect();
+    let mut report = crate::report::standalone_report(policy, results);
+    report.device_id = device_id.clone();
+    report.events = events;
+    let mut spool = spool
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the spool lock is poisoned"))?;
+    let link = spool.next_link();
+    link.apply_to(&mut report, Utc::now());
+    let envelope = Envelope::sign(REPORT_PAYLOAD_TYPE, &report.to_payload(), &identity.key);
+    let appended = spool
+        .append(&envelope.to_json())
+        .context("cannot write the report to the spool")?;
+    if !appended.evicted.is_empty() {
+        tracing::warn!(
+            dropped = appended.evicted.len(),
+            "spool full: dropped the oldest reports; the next report says how many"
+        );
+    }
+    Ok(CycleOutcome {
+        sequence: appended.sequence,
+        failing,
+    })
+}
