@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{CollectorConfig, Overrides, TlsSetting};
 use crate::ingest::batcher::Batcher;
 use crate::server::{self, AppState, Limits, Transport};
-use crate::store::{AuditEntry, NewEnrollmentSecret, Store, StoreBackend as _};
+use crate::store::{AuditEntry, NewApiToken, NewEnrollmentSecret, Role, Store, StoreBackend as _};
 use crate::{secrets, state};
 
 /// The baseline policy served until an operator sets another.
@@ -68,6 +68,53 @@ pub enum Command {
     /// The policy served to agents.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// API tokens for the admin API.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token and print it once.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// `viewer` reads; `admin` also revokes devices, sets policy, creates
+        /// secrets and grants exceptions.
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// A note for IT, e.g. who or what uses it; shown in the audit log.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        label: String,
+    },
+    /// List API tokens (never the tokens themselves).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke an API token: it is refused from the next request on.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The token id (the 16 hex digits after `plt_`).
+        id: String,
+    },
+}
+
+/// A token's role on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TokenRole {
+    Admin,
+    Viewer,
+}
+
+impl From<TokenRole> for Role {
+    fn from(role: TokenRole) -> Self {
+        match role {
+            TokenRole::Admin => Self::Admin,
+            TokenRole::Viewer => Self::Viewer,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,6 +329,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("device {device_id} revoked");
             Ok(())
         }
+        Command::Token(command) => run_token(command).await,
         Command::Policy(PolicyCommand::Set { store, file }) => {
             let config = CollectorConfig::load(&store.overrides())?;
             let text = std::fs::read_to_string(&file)
@@ -300,6 +348,82 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "policy {} version {} is now current (revision {})",
                 record.policy_id, record.policy_version, record.revision
             );
+            Ok(())
+        }
+    }
+}
+
+async fn run_token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { store, role, label } => {
+            let config = CollectorConfig::load(&store.overrides())?;
+            let store = open_store(&config).await?;
+            let token = secrets::generate("plt");
+            let role = Role::from(role);
+            let now = Utc::now();
+            store
+                .create_api_token(&NewApiToken {
+                    id: token.id.clone(),
+                    token_hash: token.hash,
+                    role,
+                    label: label.clone(),
+                    created_at: now,
+                })
+                .await?;
+            store
+                .append_audit(&AuditEntry {
+                    at: now,
+                    actor: cli_actor(),
+                    action: "token.create".into(),
+                    target: token.id.clone(),
+                    details_json: serde_json::json!({ "role": role.as_str(), "label": label })
+                        .to_string(),
+                })
+                .await?;
+            // The only place the token is ever shown.
+            println!("{}", token.text);
+            eprintln!(
+                "{} token {} created; it is shown once and stored only as a hash",
+                role.as_str(),
+                token.id
+            );
+            Ok(())
+        }
+        TokenCommand::List { store } => {
+            let config = CollectorConfig::load(&store.overrides())?;
+            let store = open_store(&config).await?;
+            for token in store.list_api_tokens().await? {
+                println!(
+                    "{}\t{}\tcreated {}\t{}\t{}",
+                    token.id,
+                    token.role.as_str(),
+                    token.created_at.to_rfc3339(),
+                    token.revoked_at.map_or("active".to_owned(), |t| format!(
+                        "revoked {}",
+                        t.to_rfc3339()
+                    )),
+                    token.label
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { store, id } => {
+            let config = CollectorConfig::load(&store.overrides())?;
+            let store = open_store(&config).await?;
+            let now = Utc::now();
+            if !store.revoke_api_token(&id, now).await? {
+                bail!("no API token {id:?}");
+            }
+            store
+                .append_audit(&AuditEntry {
+                    at: now,
+                    actor: cli_actor(),
+                    action: "token.revoke".into(),
+                    target: id.clone(),
+                    details_json: "{}".into(),
+                })
+                .await?;
+            println!("API token {id} revoked");
             Ok(())
         }
     }

@@ -15,8 +15,10 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use palisade_collector::ingest::chain::ConflictReason;
 use palisade_collector::store::{
-    AuditEntry, EnrollDevice, EnrollRefusal, IncomingReport, IncomingVerdict, NewEnrollmentSecret,
-    NewPolicy, Store, StoreBackend, StoreError, StoreOutcome,
+    AuditEntry, DeviceQuery, DeviceSort, DeviceStatus, DeviceStatusCounts, EnrollDevice,
+    EnrollRefusal, ExceptionFilter, FleetSummary, IncomingReport, IncomingVerdict, NewApiToken,
+    NewEnrollmentSecret, NewException, NewPolicy, Role, RuleFilter, Store, StoreBackend,
+    StoreError, StoreOutcome,
 };
 use palisade_shared::report::CheckStatus;
 use sha2::{Digest, Sha256};
@@ -67,6 +69,17 @@ store_tests! {
     policy_revisions_increase,
     audit_log_lists_newest_first,
     concurrent_writers_store_each_sequence_once,
+    api_tokens_are_created_found_listed_and_revoked,
+    device_listing_filters,
+    device_listing_sorts_both_ways,
+    device_listing_pages,
+    device_search_matches_hostile_text_literally,
+    device_detail_has_verdicts_keys_history_and_exceptions,
+    exceptions_turn_a_failure_into_excepted_until_they_expire,
+    exceptions_are_listed_by_device_and_activity,
+    exception_for_an_unknown_device_stores_nothing,
+    fleet_summary_counts_the_fleet,
+    devices_by_status_adds_up_to_every_device,
 }
 
 // ---------------------------------------------------------------------------
@@ -984,4 +997,790 @@ async fn concurrent_writers_store_each_sequence_once(backend: Backend) {
         let row = db.device(&device.id).await.unwrap().expect("device");
         assert_eq!(row.last_sequence, Some(SEQUENCES));
     }
+}
+
+// ---------------------------------------------------------------------------
+// API tokens.
+
+async fn api_tokens_are_created_found_listed_and_revoked(backend: Backend) {
+    let db = fresh_store(backend).await;
+    assert_eq!(db.api_token("0123456789abcdef").await.unwrap(), None);
+    let admin = NewApiToken {
+        id: "0123456789abcdef".to_owned(),
+        token_hash: sha256("admin random"),
+        role: Role::Admin,
+        label: "ci pipeline".to_owned(),
+        created_at: at(1),
+    };
+    let viewer = NewApiToken {
+        id: "fedcba9876543210".to_owned(),
+        token_hash: sha256("viewer random"),
+        role: Role::Viewer,
+        label: String::new(),
+        created_at: at(2),
+    };
+    db.create_api_token(&admin).await.unwrap();
+    db.create_api_token(&viewer).await.unwrap();
+    // The same id twice is refused by the primary key.
+    assert!(db.create_api_token(&admin).await.is_err());
+
+    let stored = db.api_token(&admin.id).await.unwrap().expect("stored");
+    assert_eq!(stored.info.role, Role::Admin);
+    assert_eq!(stored.info.label, "ci pipeline");
+    assert_eq!(stored.info.created_at, at(1));
+    assert_eq!(stored.info.revoked_at, None);
+    assert!(stored.hash_matches(&sha256("admin random")));
+    assert!(!stored.hash_matches(&sha256("viewer random")));
+
+    let listed = db.list_api_tokens().await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, [viewer.id.as_str(), admin.id.as_str()], "newest first");
+    assert_eq!(listed[0].role, Role::Viewer);
+
+    assert!(db.revoke_api_token(&admin.id, at(50)).await.unwrap());
+    assert!(db.revoke_api_token(&admin.id, at(90)).await.unwrap());
+    let revoked = db.api_token(&admin.id).await.unwrap().expect("still there");
+    assert_eq!(
+        revoked.info.revoked_at,
+        Some(at(50)),
+        "the first time stays"
+    );
+    assert_eq!(
+        db.api_token(&viewer.id)
+            .await
+            .unwrap()
+            .expect("viewer")
+            .info
+            .revoked_at,
+        None
+    );
+    assert!(
+        !db.revoke_api_token("0000000000000000", at(50))
+            .await
+            .unwrap()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The fleet: listing, detail, summary, exceptions.
+
+/// Enrolls `name` (device `dev_<name>`) as `hostname` at `at(enrolled)`.
+async fn enrolled_as(store: &Store, name: &str, hostname: &str, enrolled: i64) -> Device {
+    let secret_id = format!("sec_{name}");
+    store
+        .create_enrollment_secret(&secret(&secret_id, name, None, None))
+        .await
+        .expect("create secret");
+    let device = Device {
+        id: format!("dev_{name}"),
+        key_id: format!("key_{name}"),
+    };
+    let mut request = enrollment(&secret_id, name, &device.id, &device.key_id);
+    request.hostname = hostname.to_owned();
+    request.at = at(enrolled);
+    assert_eq!(store.enroll_device(&request).await.expect("enroll"), Ok(()));
+    device
+}
+
+/// Report 1 of `device` as `hostname` on `os_name`, received at `at(received)`.
+async fn reports_once(
+    store: &Store,
+    device: &Device,
+    hostname: &str,
+    os_name: &str,
+    verdicts: &[(&str, CheckStatus)],
+    received: i64,
+) {
+    let mut first = report(device, 1);
+    first.hostname = hostname.to_owned();
+    first.os_name = os_name.to_owned();
+    first.os_version = "12".to_owned();
+    first.issued_at = at(received - 1);
+    first.received_at = at(received);
+    first.verdicts = verdicts.iter().map(|(r, s)| verdict(r, *s)).collect();
+    assert_eq!(self::store(store, &[first]).await, [STORED]);
+}
+
+const DEBIAN: &str = "Debian GNU/Linux";
+
+/// Five devices:
+/// - alpha: Debian, all pass, seen at 100 → pass
+/// - bravo: Ubuntu, screen_lock fails, seen at 200 → fail
+/// - charlie: Debian, screen_lock unknown, seen at 300 → unknown
+/// - delta: Debian (as enrolled), never reported → unknown
+/// - echo: Fedora, usb_storage error, seen at 400, revoked → unknown
+///
+/// Enrolled at 1 to 5 seconds in reverse alphabetical order.
+async fn five_devices(db: &Store) -> [Device; 5] {
+    let alpha = enrolled_as(db, "a", "Alpha", 5).await;
+    let bravo = enrolled_as(db, "b", "bravo", 4).await;
+    let charlie = enrolled_as(db, "c", "charlie", 3).await;
+    let delta = enrolled_as(db, "d", "delta", 2).await;
+    let echo = enrolled_as(db, "e", "echo", 1).await;
+    use CheckStatus::{Error, Fail, Pass, Unknown};
+    reports_once(
+        db,
+        &alpha,
+        "Alpha",
+        DEBIAN,
+        &[("screen_lock", Pass), ("disk_encryption", Pass)],
+        100,
+    )
+    .await;
+    reports_once(
+        db,
+        &bravo,
+        "bravo",
+        "Ubuntu",
+        &[("screen_lock", Fail), ("disk_encryption", Pass)],
+        200,
+    )
+    .await;
+    reports_once(
+        db,
+        &charlie,
+        "charlie",
+        DEBIAN,
+        &[("screen_lock", Unknown), ("disk_encryption", Pass)],
+        300,
+    )
+    .await;
+    reports_once(
+        db,
+        &echo,
+        "echo",
+        "Fedora",
+        &[("screen_lock", Pass), ("usb_storage", Error)],
+        400,
+    )
+    .await;
+    assert!(db.revoke_device(&echo.id, at(450)).await.unwrap());
+    [alpha, bravo, charlie, delta, echo]
+}
+
+/// The hostnames of the devices `query` lists, in order.
+async fn hostnames(db: &Store, query: &DeviceQuery) -> Vec<String> {
+    let page = db
+        .list_devices(query)
+        .await
+        .unwrap_or_else(|err| panic!("list_devices {query:?}: {err}"));
+    page.devices
+        .into_iter()
+        .map(|d| d.device.hostname)
+        .collect()
+}
+
+async fn device_listing_filters(backend: Backend) {
+    let db = fresh_store(backend).await;
+    five_devices(&db).await;
+    let base = DeviceQuery::new(at(1000));
+    let with = |change: &dyn Fn(&mut DeviceQuery)| {
+        let mut query = base.clone();
+        change(&mut query);
+        query
+    };
+    let cases: Vec<(&str, DeviceQuery, &[&str])> = vec![
+        (
+            "all",
+            base.clone(),
+            &["Alpha", "bravo", "charlie", "delta", "echo"],
+        ),
+        (
+            "pass",
+            with(&|q| q.status = Some(DeviceStatus::Pass)),
+            &["Alpha"],
+        ),
+        (
+            "fail",
+            with(&|q| q.status = Some(DeviceStatus::Fail)),
+            &["bravo"],
+        ),
+        (
+            "unknown (no verdicts, unknown, error)",
+            with(&|q| q.status = Some(DeviceStatus::Unknown)),
+            &["charlie", "delta", "echo"],
+        ),
+        (
+            "has a screen_lock verdict",
+            with(&|q| {
+                q.rule = Some(RuleFilter {
+                    rule_id: "screen_lock".into(),
+                    status: None,
+                })
+            }),
+            &["Alpha", "bravo", "charlie", "echo"],
+        ),
+        (
+            "fails screen_lock",
+            with(&|q| {
+                q.rule = Some(RuleFilter {
+                    rule_id: "screen_lock".into(),
+                    status: Some(CheckStatus::Fail),
+                })
+            }),
+            &["bravo"],
+        ),
+        (
+            "usb_storage error",
+            with(&|q| {
+                q.rule = Some(RuleFilter {
+                    rule_id: "usb_storage".into(),
+                    status: Some(CheckStatus::Error),
+                })
+            }),
+            &["echo"],
+        ),
+        (
+            "os",
+            with(&|q| q.os = Some(DEBIAN.into())),
+            &["Alpha", "charlie", "delta"],
+        ),
+        ("os is exact", with(&|q| q.os = Some("debian".into())), &[]),
+        (
+            "stale: seen (or enrolled) before 200",
+            with(&|q| q.stale_before = Some(at(200))),
+            &["Alpha", "delta"],
+        ),
+        (
+            "seen since 200",
+            with(&|q| q.seen_since = Some(at(200))),
+            &["bravo", "charlie", "echo"],
+        ),
+        ("revoked", with(&|q| q.revoked = Some(true)), &["echo"]),
+        (
+            "active",
+            with(&|q| q.revoked = Some(false)),
+            &["Alpha", "bravo", "charlie", "delta"],
+        ),
+        (
+            "filters combine",
+            with(&|q| {
+                q.status = Some(DeviceStatus::Unknown);
+                q.os = Some(DEBIAN.into());
+                q.revoked = Some(false);
+            }),
+            &["charlie", "delta"],
+        ),
+    ];
+    for (what, query, expected) in cases {
+        assert_eq!(hostnames(&db, &query).await, expected, "{what}");
+        let page = db.list_devices(&query).await.unwrap();
+        assert_eq!(page.total, expected.len() as u64, "{what}: total");
+    }
+
+    // Each listing carries the device's statuses.
+    let page = db.list_devices(&base).await.unwrap();
+    let bravo = &page.devices[1];
+    assert_eq!(bravo.status, DeviceStatus::Fail);
+    assert_eq!(
+        bravo.rules,
+        [
+            ("disk_encryption".to_owned(), CheckStatus::Pass),
+            ("screen_lock".to_owned(), CheckStatus::Fail)
+        ]
+    );
+    assert_eq!(bravo.device.os_name, "Ubuntu");
+    assert_eq!(bravo.device.last_seen_at, Some(at(200)));
+    let delta = &page.devices[3];
+    assert_eq!(delta.status, DeviceStatus::Unknown);
+    assert!(delta.rules.is_empty());
+    assert!(page.devices[4].device.revoked_at.is_some());
+}
+
+async fn device_listing_sorts_both_ways(backend: Backend) {
+    let db = fresh_store(backend).await;
+    five_devices(&db).await;
+    let cases: [(DeviceSort, [&str; 5]); 5] = [
+        // Case-insensitive: "Alpha" before "bravo".
+        (
+            DeviceSort::Hostname,
+            ["Alpha", "bravo", "charlie", "delta", "echo"],
+        ),
+        // Never seen counts as oldest.
+        (
+            DeviceSort::LastSeen,
+            ["delta", "Alpha", "bravo", "charlie", "echo"],
+        ),
+        (
+            DeviceSort::Os,
+            ["Alpha", "charlie", "delta", "echo", "bravo"],
+        ),
+        // pass, unknown, fail; then by hostname.
+        (
+            DeviceSort::Status,
+            ["Alpha", "charlie", "delta", "echo", "bravo"],
+        ),
+        (
+            DeviceSort::EnrolledAt,
+            ["echo", "delta", "charlie", "bravo", "Alpha"],
+        ),
+    ];
+    for (sort, ascending) in cases {
+        let mut query = DeviceQuery::new(at(1000));
+        query.sort = sort;
+        assert_eq!(hostnames(&db, &query).await, ascending, "{sort:?}");
+        query.descending = true;
+        let mut descending = ascending;
+        descending.reverse();
+        assert_eq!(
+            hostnames(&db, &query).await,
+            descending,
+            "{sort:?} descending"
+        );
+    }
+}
+
+async fn device_listing_pages(backend: Backend) {
+    let db = fresh_store(backend).await;
+    five_devices(&db).await;
+    let mut query = DeviceQuery::new(at(1000));
+    query.per_page = 2;
+    let expected: [&[&str]; 4] = [&["Alpha", "bravo"], &["charlie", "delta"], &["echo"], &[]];
+    for (index, names) in expected.iter().enumerate() {
+        query.page = u32::try_from(index).unwrap() + 1;
+        let page = db.list_devices(&query).await.unwrap();
+        assert_eq!(page.total, 5, "page {}", query.page);
+        let listed: Vec<&str> = page
+            .devices
+            .iter()
+            .map(|d| d.device.hostname.as_str())
+            .collect();
+        assert_eq!(listed, *names, "page {}", query.page);
+    }
+    // Paging holds with filters and another order.
+    query.status = Some(DeviceStatus::Unknown);
+    query.sort = DeviceSort::LastSeen;
+    query.descending = true;
+    query.page = 2;
+    let page = db.list_devices(&query).await.unwrap();
+    assert_eq!(page.total, 3);
+    let listed: Vec<&str> = page
+        .devices
+        .iter()
+        .map(|d| d.device.hostname.as_str())
+        .collect();
+    assert_eq!(listed, ["delta"]);
+    // The store clamps what the API layer should already have refused.
+    query = DeviceQuery::new(at(1000));
+    query.page = 0;
+    query.per_page = 0;
+    assert_eq!(hostnames(&db, &query).await, ["Alpha"]);
+}
+
+async fn device_search_matches_hostile_text_literally(backend: Backend) {
+    let db = fresh_store(backend).await;
+    let names = &EVERY_SEARCH_HOSTNAME[..7];
+    for (index, hostname) in names.iter().enumerate() {
+        enrolled_as(&db, &format!("s{index}"), hostname, 1).await;
+    }
+    let fedora = enrolled_as(&db, "f", "workstation", 1).await;
+    reports_once(&db, &fedora, "workstation", "Fedora Linux", &[], 50).await;
+
+    let cases: [(&str, &[&str]); 12] = [
+        ("%", &["ward-7%laptop"]),
+        ("_", &["ward_7"]),
+        ("ward", &["ward-7%laptop", "ward_7", "WARD7"]),
+        ("Ward_", &["ward_7"]),
+        ("' OR 1=1 --", &[]),
+        ("' OR '1'='1", &[]),
+        ("'", &["o'brien-pc"]),
+        ("<script>", &["<script>alert(1)</script>"]),
+        ("\\", &["back\\slash"]),
+        ("k\\s", &["back\\slash"]),
+        ("FEDORA", &["workstation"]),
+        ("", &EVERY_SEARCH_HOSTNAME),
+    ];
+    for (search, expected) in cases {
+        let mut query = DeviceQuery::new(at(1000));
+        query.search = Some(search.to_owned());
+        query.per_page = 50;
+        let mut found = hostnames(&db, &query).await;
+        found.sort();
+        let mut expected: Vec<String> = expected.iter().map(|s| (*s).to_owned()).collect();
+        expected.sort();
+        assert_eq!(found, expected, "search {search:?}");
+    }
+    // Nothing was harmed.
+    assert_eq!(
+        db.list_devices(&DeviceQuery::new(at(1000)))
+            .await
+            .unwrap()
+            .total,
+        8
+    );
+}
+
+/// The hostnames of the search test: seven enrolled, then one reported from
+/// Fedora.
+const EVERY_SEARCH_HOSTNAME: [&str; 8] = [
+    "ward-7%laptop",
+    "ward_7",
+    "WARD7",
+    "o'brien-pc",
+    "<script>alert(1)</script>",
+    "back\\slash",
+    "plain",
+    "workstation",
+];
+
+async fn device_detail_has_verdicts_keys_history_and_exceptions(backend: Backend) {
+    let db = fresh_store(backend).await;
+    let device = enrolled(&db, "a").await;
+    let other = enrolled(&db, "b").await;
+    assert_eq!(db.device_detail("dev_nope", at(0), 10).await.unwrap(), None);
+
+    // Before any report: no verdicts, no history, unknown.
+    let empty = db
+        .device_detail(&device.id, at(100), 10)
+        .await
+        .unwrap()
+        .expect("detail");
+    assert_eq!(empty.status, DeviceStatus::Unknown);
+    assert!(empty.verdicts.is_empty() && empty.reports.is_empty());
+    assert_eq!(empty.keys.len(), 1);
+    assert_eq!(empty.keys[0].key_id, device.key_id);
+    assert_eq!(empty.keys[0].created_at, at(10));
+
+    // Reports 1, 2 and 4: a gap before 4.
+    let r1 = report(&device, 1);
+    let r2 = report(&device, 2);
+    let mut r4 = report(&device, 4);
+    r4.verdicts = vec![
+        verdict("disk_encryption", CheckStatus::Fail),
+        verdict("screen_lock", CheckStatus::Fail),
+        verdict("usb_storage", CheckStatus::Pass),
+    ];
+    store(&db, &[r1.clone(), r2.clone()]).await;
+    store(&db, std::slice::from_ref(&r4)).await;
+    store(&db, &[report(&other, 1)]).await;
+    let exception = db
+        .grant_exception(&NewException {
+            device_id: device.id.clone(),
+            rule_id: "disk_encryption".to_owned(),
+            until: at(5000),
+            reason: "replacement laptop on order".to_owned(),
+            approver: "Dr Jones".to_owned(),
+            created_at: at(300),
+        })
+        .await
+        .unwrap()
+        .expect("device exists");
+
+    let detail = db
+        .device_detail(&device.id, at(400), 10)
+        .await
+        .unwrap()
+        .expect("detail");
+    assert_eq!(detail.device.device_id, device.id);
+    assert!(detail.device.sequence_gap);
+    assert!(!detail.device.chain_broken);
+    assert_eq!(detail.status, DeviceStatus::Fail, "screen_lock still fails");
+    let history: Vec<(u64, bool)> = detail
+        .reports
+        .iter()
+        .map(|r| (r.sequence, r.sequence_gap))
+        .collect();
+    assert_eq!(history, [(4, true), (2, false), (1, false)]);
+    assert_eq!(detail.reports[0].digest, r4.digest);
+    assert_eq!(detail.reports[0].prev_digest, r4.prev_digest);
+    assert_eq!(detail.reports[0].issued_at, r4.issued_at);
+    assert_eq!(detail.reports[0].received_at, r4.received_at);
+    assert_eq!(detail.reports[1].digest, r2.digest);
+    let summary: serde_json::Value = serde_json::from_str(&detail.reports[0].summary_json).unwrap();
+    assert_eq!(summary["fail"], 2, "{summary}");
+
+    let rules: Vec<(&str, CheckStatus, CheckStatus, Option<u64>)> = detail
+        .verdicts
+        .iter()
+        .map(|v| {
+            (
+                v.verdict.rule_id.as_str(),
+                v.verdict.status,
+                v.status,
+                v.exception_id,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            (
+                "disk_encryption",
+                CheckStatus::Fail,
+                CheckStatus::Excepted,
+                Some(exception.id)
+            ),
+            ("screen_lock", CheckStatus::Fail, CheckStatus::Fail, None),
+            ("usb_storage", CheckStatus::Pass, CheckStatus::Pass, None),
+        ]
+    );
+    let disk = &detail.verdicts[0].verdict;
+    assert_eq!(disk.summary, "disk_encryption is fail");
+    assert_eq!(
+        disk.evidence_json,
+        r#"{"rule": "disk_encryption",  "spaced":  true}"#
+    );
+    assert_eq!(disk.fix, "fix disk_encryption");
+    assert_eq!(disk.status_since, r1.issued_at);
+    assert_eq!(detail.exceptions, std::slice::from_ref(&exception));
+
+    // History is limited to the newest N; the exception is gone once expired.
+    let later = db
+        .device_detail(&device.id, at(5000), 2)
+        .await
+        .unwrap()
+        .expect("detail");
+    let history: Vec<u64> = later.reports.iter().map(|r| r.sequence).collect();
+    assert_eq!(history, [4, 2]);
+    assert!(later.exceptions.is_empty());
+    assert_eq!(later.verdicts[0].status, CheckStatus::Fail);
+    assert_eq!(later.verdicts[0].exception_id, None);
+
+    // Revocation shows on the device and its key.
+    db.revoke_device(&device.id, at(6000)).await.unwrap();
+    let revoked = db
+        .device_detail(&device.id, at(6000), 2)
+        .await
+        .unwrap()
+        .expect("detail");
+    assert_eq!(revoked.device.revoked_at, Some(at(6000)));
+    assert_eq!(revoked.keys[0].revoked_at, Some(at(6000)));
+}
+
+/// The device's status as every view reports it at `when`: listing, detail,
+/// summary and metrics must agree.
+async fn status_everywhere(db: &Store, device: &Device, when: DateTime<Utc>) -> DeviceStatus {
+    let mut query = DeviceQuery::new(when);
+    query.search = Some(format!("{}.", device.id));
+    let page = db.list_devices(&query).await.unwrap();
+    assert_eq!(page.devices.len(), 1);
+    let listed = page.devices[0].status;
+    let detail = db
+        .device_detail(&device.id, when, 5)
+        .await
+        .unwrap()
+        .expect("detail");
+    assert_eq!(listed, detail.status, "listing and detail agree at {when}");
+    for (rule, status) in &page.devices[0].rules {
+        let verdict = detail
+            .verdicts
+            .iter()
+            .find(|v| &v.verdict.rule_id == rule)
+            .expect("same rules");
+        assert_eq!(*status, verdict.status, "{rule} at {when}");
+    }
+    listed
+}
+
+async fn exceptions_turn_a_failure_into_excepted_until_they_expire(backend: Backend) {
+    let db = fresh_store(backend).await;
+    let device = enrolled(&db, "a").await;
+    let other = enrolled(&db, "b").await;
+    // Both fail disk_encryption and pass screen_lock (the report helper).
+    store(&db, &[report(&device, 1), report(&other, 1)]).await;
+    let grant = |rule: &str, device: &Device, until: i64| NewException {
+        device_id: device.id.clone(),
+        rule_id: rule.to_owned(),
+        until: at(until),
+        reason: "clinical trial kit".to_owned(),
+        approver: "IT security".to_owned(),
+        created_at: at(100),
+    };
+    db.grant_exception(&grant("disk_encryption", &device, 1000))
+        .await
+        .unwrap()
+        .expect("granted");
+    // An exception on a rule that passes changes nothing.
+    db.grant_exception(&grant("screen_lock", &other, 1000))
+        .await
+        .unwrap()
+        .expect("granted");
+
+    let before = at(999);
+    assert_eq!(
+        status_everywhere(&db, &device, before).await,
+        DeviceStatus::Pass
+    );
+    assert_eq!(
+        status_everywhere(&db, &other, before).await,
+        DeviceStatus::Fail
+    );
+    let summary = db
+        .fleet_summary(before, chrono::TimeDelta::days(365))
+        .await
+        .unwrap();
+    assert_eq!((summary.compliant, summary.failing), (1, 1));
+    assert_eq!(summary.failing_by_rule, [("disk_encryption".to_owned(), 1)]);
+    let counts = db.devices_by_status(before).await.unwrap();
+    assert_eq!((counts.pass, counts.fail), (1, 1));
+    let mut excepted = DeviceQuery::new(before);
+    excepted.rule = Some(RuleFilter {
+        rule_id: "disk_encryption".into(),
+        status: Some(CheckStatus::Excepted),
+    });
+    assert_eq!(
+        hostnames(&db, &excepted).await,
+        [format!("{}.reported.1", device.id)]
+    );
+    // The stored verdict is still the one the device signed.
+    let stored = db.latest_verdicts(&device.id).await.unwrap();
+    assert_eq!(stored[0].status, CheckStatus::Fail);
+
+    // At `until` it has expired: the failure shows again everywhere.
+    let after = at(1000);
+    assert_eq!(
+        status_everywhere(&db, &device, after).await,
+        DeviceStatus::Fail
+    );
+    let summary = db
+        .fleet_summary(after, chrono::TimeDelta::days(365))
+        .await
+        .unwrap();
+    assert_eq!((summary.compliant, summary.failing), (0, 2));
+    assert_eq!(summary.failing_by_rule, [("disk_encryption".to_owned(), 2)]);
+    assert_eq!(db.devices_by_status(after).await.unwrap().fail, 2);
+    excepted.at = after;
+    assert!(hostnames(&db, &excepted).await.is_empty());
+}
+
+async fn exceptions_are_listed_by_device_and_activity(backend: Backend) {
+    let db = fresh_store(backend).await;
+    let a = enrolled(&db, "a").await;
+    let b = enrolled(&db, "b").await;
+    assert!(
+        db.list_exceptions(&ExceptionFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut granted = Vec::new();
+    for (device, rule, until, created) in [
+        (&a, "disk_encryption", 500, 10),
+        (&a, "usb_storage", 2000, 20),
+        (&b, "disk_encryption", 2000, 30),
+    ] {
+        granted.push(
+            db.grant_exception(&NewException {
+                device_id: device.id.clone(),
+                rule_id: rule.to_owned(),
+                until: at(until),
+                reason: format!("reason for {rule}"),
+                approver: "approver".to_owned(),
+                created_at: at(created),
+            })
+            .await
+            .unwrap()
+            .expect("granted"),
+        );
+    }
+    assert!(granted[1].id > granted[0].id && granted[2].id > granted[1].id);
+    assert_eq!(granted[0].reason, "reason for disk_encryption");
+    assert!(granted[0].is_active(at(499)) && !granted[0].is_active(at(500)));
+
+    let ids = |list: Vec<palisade_collector::store::ExceptionRecord>| -> Vec<u64> {
+        list.into_iter().map(|e| e.id).collect()
+    };
+    let all = db
+        .list_exceptions(&ExceptionFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all[2], granted[0], "listed as stored");
+    assert_eq!(
+        ids(all),
+        [granted[2].id, granted[1].id, granted[0].id],
+        "newest first"
+    );
+    let of_a = ExceptionFilter {
+        device_id: Some(a.id.clone()),
+        active_at: None,
+    };
+    assert_eq!(
+        ids(db.list_exceptions(&of_a).await.unwrap()),
+        [granted[1].id, granted[0].id]
+    );
+    let active = ExceptionFilter {
+        device_id: None,
+        active_at: Some(at(1000)),
+    };
+    assert_eq!(
+        ids(db.list_exceptions(&active).await.unwrap()),
+        [granted[2].id, granted[1].id]
+    );
+    let active_of_a = ExceptionFilter {
+        device_id: Some(a.id.clone()),
+        active_at: Some(at(1000)),
+    };
+    assert_eq!(
+        ids(db.list_exceptions(&active_of_a).await.unwrap()),
+        [granted[1].id]
+    );
+}
+
+async fn exception_for_an_unknown_device_stores_nothing(backend: Backend) {
+    let db = fresh_store(backend).await;
+    let refused = db
+        .grant_exception(&NewException {
+            device_id: "dev_nope".to_owned(),
+            rule_id: "disk_encryption".to_owned(),
+            until: at(100),
+            reason: "r".to_owned(),
+            approver: "a".to_owned(),
+            created_at: at(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused, None);
+    assert!(
+        db.list_exceptions(&ExceptionFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn fleet_summary_counts_the_fleet(backend: Backend) {
+    let db = fresh_store(backend).await;
+    assert_eq!(
+        db.fleet_summary(at(0), chrono::TimeDelta::hours(1))
+            .await
+            .unwrap(),
+        FleetSummary::default()
+    );
+    five_devices(&db).await;
+    // Stale: not seen within 800 s of 1000, i.e. before 200 (bravo, seen at
+    // exactly 200, is not); delta counts from its enrollment.
+    let summary = db
+        .fleet_summary(at(1000), chrono::TimeDelta::seconds(800))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary,
+        FleetSummary {
+            devices: 4,
+            compliant: 1,
+            failing: 1,
+            unknown: 2,
+            stale: 2,
+            revoked: 1,
+            failing_by_rule: vec![("screen_lock".to_owned(), 1)],
+        }
+    );
+}
+
+async fn devices_by_status_adds_up_to_every_device(backend: Backend) {
+    let db = fresh_store(backend).await;
+    assert_eq!(
+        db.devices_by_status(at(0)).await.unwrap(),
+        DeviceStatusCounts::default()
+    );
+    five_devices(&db).await;
+    assert_eq!(
+        db.devices_by_status(at(1000)).await.unwrap(),
+        DeviceStatusCounts {
+            pass: 1,
+            fail: 1,
+            unknown: 2,
+            revoked: 1
+        }
+    );
 }

@@ -1,21 +1,26 @@
 //! Prometheus text metrics at `/metrics`: reports accepted, rejected by
-//! reason, ingest latency, enrollments.
+//! reason, ingest latency, enrollments, and devices by status.
 //!
 //! Labels are fixed codes from the handlers (never client input), so a
-//! hostile client cannot grow the label space.
+//! hostile client cannot grow the label space. Devices by status is a gauge
+//! read from the store at each scrape (the store is the truth, and several
+//! collectors may share it), with exceptions judged at that moment.
 
 use std::sync::Mutex;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::Utc;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::AppState;
+use crate::store::{DeviceStatusCounts, StoreBackend as _};
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -26,6 +31,7 @@ pub struct Metrics {
     reports_rejected: Family<Labels, Counter>,
     enrollments: Family<Labels, Counter>,
     ingest_seconds: Histogram,
+    devices: Family<Labels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -40,6 +46,7 @@ impl Default for Metrics {
         let reports_accepted = Family::<Labels, Counter>::default();
         let reports_rejected = Family::<Labels, Counter>::default();
         let enrollments = Family::<Labels, Counter>::default();
+        let devices = Family::<Labels, Gauge>::default();
         // 0.5 ms to ~16 s in 16 doublings: a verified single-report commit
         // on SQLite is a few ms; anything past seconds is an outage.
         let ingest_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
@@ -63,12 +70,19 @@ impl Default for Metrics {
             "Time from request to answer for POST /api/v1/reports",
             ingest_seconds.clone(),
         );
+        registry.register(
+            "palisade_devices",
+            "Enrolled devices by overall status (pass, fail, unknown) at scrape time; revoked \
+             devices count only as revoked",
+            devices.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             reports_accepted,
             reports_rejected,
             enrollments,
             ingest_seconds,
+            devices,
         }
     }
 }
@@ -96,6 +110,25 @@ impl Metrics {
         self.ingest_seconds.observe(seconds);
     }
 
+    /// Sets the devices-by-status gauge; `None` (the store could not be read)
+    /// removes it rather than leave stale numbers.
+    pub fn set_devices(&self, counts: Option<DeviceStatusCounts>) {
+        let Some(counts) = counts else {
+            self.devices.clear();
+            return;
+        };
+        for (status, n) in [
+            ("pass", counts.pass),
+            ("fail", counts.fail),
+            ("unknown", counts.unknown),
+            ("revoked", counts.revoked),
+        ] {
+            self.devices
+                .get_or_create(&vec![("status", status)])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
     fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut text = String::new();
         let registry = self.registry.lock().map_err(|_| std::fmt::Error)?;
@@ -104,7 +137,29 @@ impl Metrics {
     }
 }
 
+/// Prometheus/OpenMetrics text.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((
+        status = 200,
+        description = "`palisade_reports_accepted_total{outcome}`, `palisade_reports_rejected_total{reason}`, \
+            `palisade_enrollments_total{result}`, `palisade_ingest_duration_seconds` (histogram), \
+            `palisade_devices{status}` (gauge: pass, fail, unknown, revoked)",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        body = String
+    ))
+)]
 pub async fn render(State(state): State<AppState>) -> Response {
+    let counts = match state.store.devices_by_status(Utc::now()).await {
+        Ok(counts) => Some(counts),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot count devices by status for /metrics");
+            None
+        }
+    };
+    state.metrics.set_devices(counts);
     match state.metrics.encode() {
         Ok(text) => (
             [(

@@ -2,11 +2,18 @@
 //! [`serve`], which takes its listener and a shutdown signal so tests can bind
 //! `127.0.0.1:0` and stop it cleanly.
 //!
-//! Endpoints (PROTOCOL.md §6): `POST /api/v1/enroll`, `POST /api/v1/reports`,
-//! `GET /api/v1/policy`, `GET /metrics`, `GET /healthz`. Handlers live in one
-//! module each; none of them touches the database except through
+//! Endpoints (PROTOCOL.md §6): the agent's `POST /api/v1/enroll`,
+//! `POST /api/v1/reports` and `GET /api/v1/policy`; `GET /metrics`,
+//! `GET /healthz`; and the admin API in [`admin`] (devices, summary, policy,
+//! secrets, exceptions, audit, CSV, and the OpenAPI document). Handlers live
+//! in one module each; none of them touches the database except through
 //! [`crate::store`].
+//!
+//! The router is built only from the [`ROUTES`] table (the `routes!` macro
+//! below), so the OpenAPI test can compare what is served with what is
+//! documented.
 
+pub mod admin;
 pub mod enroll;
 pub mod error;
 pub mod metrics;
@@ -20,7 +27,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::StatusCode;
 use ed25519_dalek::SigningKey;
 
 use crate::ingest::batcher::Batcher;
@@ -49,18 +56,64 @@ pub struct Limits {
     pub clock_skew_seconds: u32,
 }
 
+/// Declares every route once: [`ROUTES`] lists them as (method, path) and
+/// `routed` builds the router from the same lines.
+macro_rules! routes {
+    ($( $method:ident $path:literal => $handler:path ),* $(,)?) => {
+        /// Every route the collector serves, as (lowercase method, path).
+        pub const ROUTES: &[(&str, &str)] = &[ $( (stringify!($method), $path) ),* ];
+
+        fn routed() -> Router<AppState> {
+            Router::new() $( .route($path, axum::routing::$method($handler)) )*
+        }
+    };
+}
+
+routes! {
+    post "/api/v1/enroll" => enroll::enroll,
+    post "/api/v1/reports" => reports::ingest,
+    get "/api/v1/policy" => policy::get_policy,
+    get "/metrics" => metrics::render,
+    get "/healthz" => healthz,
+    get "/api/v1/openapi.json" => admin::openapi::document,
+    get "/api/v1/devices" => admin::devices::list,
+    get "/api/v1/devices.csv" => admin::devices::export_csv,
+    get "/api/v1/devices/{id}" => admin::devices::detail,
+    post "/api/v1/devices/{id}/revoke" => admin::devices::revoke,
+    get "/api/v1/summary" => admin::devices::summary,
+    get "/api/v1/admin/policy" => admin::policy::get,
+    put "/api/v1/admin/policy" => admin::policy::put,
+    get "/api/v1/secrets" => admin::secrets::list,
+    post "/api/v1/secrets" => admin::secrets::create,
+    get "/api/v1/exceptions" => admin::exceptions::list,
+    post "/api/v1/exceptions" => admin::exceptions::grant,
+    get "/api/v1/audit" => admin::audit::list,
+}
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.limits.max_body_bytes;
-    Router::new()
-        .route("/api/v1/enroll", post(enroll::enroll))
-        .route("/api/v1/reports", post(reports::ingest))
-        .route("/api/v1/policy", get(policy::get_policy))
-        .route("/metrics", get(metrics::render))
-        .route("/healthz", get(|| async { "ok\n" }))
+    routed()
+        .fallback(no_route)
         // Bodies over the limit are refused with 413 before they are read
         // into memory.
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+}
+
+/// Liveness: the collector is serving.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String))
+)]
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Any path no route serves: 404 `not_found`, as an `ErrorBody`.
+async fn no_route() -> error::ApiError {
+    error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
 /// TLS for [`serve`]: a rustls configuration, or plain HTTP (loopback only;

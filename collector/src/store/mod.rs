@@ -18,8 +18,18 @@
 //!   kept as SHA-256 of their random part and compared in constant time.
 //! - Times are `DateTime<Utc>` here and unix milliseconds in the database, so
 //!   both backends sort and compare them the same way.
+//! - **Exceptions are applied when read, never written.** `latest_verdicts`
+//!   keeps each status exactly as the device signed it; listings, summaries,
+//!   details and metrics turn a `fail` into `excepted` while an exception for
+//!   that device and rule is active at the instant the caller passes. So an
+//!   exception takes effect and expires without any job rewriting rows, and
+//!   the stored history never disagrees with the signed reports. The rule
+//!   lives twice, kept in step by the store tests: [`effective_status`] and
+//!   [`overall_status`] in Rust (device detail), and `fleet_sql`'s
+//!   `effective` and `listed` views in SQL (listings and counts).
 
 mod batch_plan;
+mod fleet_sql;
 pub mod postgres;
 pub mod sqlite;
 
@@ -258,6 +268,359 @@ pub struct AuditEntry {
 }
 
 // ---------------------------------------------------------------------------
+// API tokens.
+
+/// What a bearer token may do: a viewer reads, an admin also changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Admin,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "admin" => Some(Self::Admin),
+            "viewer" => Some(Self::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// A new API token. The token itself is `plt_<id>_<random>`; only the
+/// SHA-256 of the random part is kept.
+#[derive(Debug, Clone)]
+pub struct NewApiToken {
+    pub id: String,
+    pub token_hash: [u8; 32],
+    pub role: Role,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An API token as listed to IT (never the hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTokenInfo {
+    pub id: String,
+    pub role: Role,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// An API token with its hash, for checking a presented token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredApiToken {
+    pub info: ApiTokenInfo,
+    token_hash: [u8; 32],
+}
+
+impl StoredApiToken {
+    pub fn new(info: ApiTokenInfo, token_hash: [u8; 32]) -> Self {
+        Self { info, token_hash }
+    }
+
+    /// Whether `presented` (the SHA-256 of a presented token's random part)
+    /// is this token's hash, compared in constant time.
+    pub fn hash_matches(&self, presented: &[u8; 32]) -> bool {
+        bool::from(self.token_hash.ct_eq(presented))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The fleet as IT sees it.
+
+/// A device's overall status, from its latest verdicts after exceptions
+/// (see [`overall_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DeviceStatus {
+    Pass,
+    Fail,
+    Unknown,
+}
+
+impl DeviceStatus {
+    pub const ALL: [Self; 3] = [Self::Pass, Self::Fail, Self::Unknown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A verdict's status once exceptions are applied: a `fail` with an active
+/// exception is `excepted`; every other status is as reported.
+pub fn effective_status(reported: CheckStatus, exception_active: bool) -> CheckStatus {
+    if reported == CheckStatus::Fail && exception_active {
+        CheckStatus::Excepted
+    } else {
+        reported
+    }
+}
+
+/// A device's overall status from its effective verdict statuses: `fail` if
+/// any fails; else `unknown` if any is `unknown` or `error` (a false pass is
+/// the worst bug); else `pass` (`excepted` and `not_applicable` count as
+/// compliant). A device with no verdicts yet is `unknown`.
+pub fn overall_status(statuses: impl IntoIterator<Item = CheckStatus>) -> DeviceStatus {
+    let mut any = false;
+    let mut unsure = false;
+    for status in statuses {
+        any = true;
+        match status {
+            CheckStatus::Fail => return DeviceStatus::Fail,
+            CheckStatus::Unknown | CheckStatus::Error => unsure = true,
+            CheckStatus::Pass | CheckStatus::NotApplicable | CheckStatus::Excepted => {}
+        }
+    }
+    if !any || unsure {
+        DeviceStatus::Unknown
+    } else {
+        DeviceStatus::Pass
+    }
+}
+
+/// The most devices one page of [`StoreBackend::list_devices`] holds: a page
+/// of 200 rows is a few hundred KiB of JSON, enough for any screen, and keeps
+/// one request from reading the whole fleet.
+pub const MAX_DEVICES_PER_PAGE: u32 = 200;
+
+/// How devices are ordered; each maps to a fixed SQL fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSort {
+    /// Case-insensitively by hostname.
+    Hostname,
+    /// By when the latest report arrived; never-seen devices count as oldest.
+    LastSeen,
+    /// By OS name, then version.
+    Os,
+    /// By overall status: pass, unknown, fail.
+    Status,
+    EnrolledAt,
+}
+
+impl DeviceSort {
+    pub const ALL: [Self; 5] = [
+        Self::Hostname,
+        Self::LastSeen,
+        Self::Os,
+        Self::Status,
+        Self::EnrolledAt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hostname => "hostname",
+            Self::LastSeen => "last_seen",
+            Self::Os => "os",
+            Self::Status => "status",
+            Self::EnrolledAt => "enrolled_at",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// Devices with a verdict for `rule_id` (after exceptions), optionally only
+/// those where it has `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleFilter {
+    pub rule_id: String,
+    pub status: Option<CheckStatus>,
+}
+
+/// Which devices to list, in what order, which page. Filters combine with
+/// AND; `None` does not filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceQuery {
+    /// The instant exceptions are judged at (normally now).
+    pub at: DateTime<Utc>,
+    pub status: Option<DeviceStatus>,
+    pub rule: Option<RuleFilter>,
+    /// Exact OS name, e.g. `Debian GNU/Linux`.
+    pub os: Option<String>,
+    /// Only devices last seen (or, never seen, enrolled) before this instant.
+    pub stale_before: Option<DateTime<Utc>>,
+    /// Only devices last seen (or enrolled) at or after this instant.
+    pub seen_since: Option<DateTime<Utc>>,
+    /// A case-insensitive substring of the hostname or the OS name; `%`,
+    /// `_` and `\` match themselves.
+    pub search: Option<String>,
+    /// `Some(false)`: only active devices; `Some(true)`: only revoked ones.
+    pub revoked: Option<bool>,
+    pub sort: DeviceSort,
+    pub descending: bool,
+    /// 1-based.
+    pub page: u32,
+    /// 1 to [`MAX_DEVICES_PER_PAGE`]; the store clamps it.
+    pub per_page: u32,
+}
+
+impl DeviceQuery {
+    /// Every device, by hostname, first page of 50.
+    pub fn new(at: DateTime<Utc>) -> Self {
+        Self {
+            at,
+            status: None,
+            rule: None,
+            os: None,
+            stale_before: None,
+            seen_since: None,
+            search: None,
+            revoked: None,
+            sort: DeviceSort::Hostname,
+            descending: false,
+            page: 1,
+            per_page: 50,
+        }
+    }
+}
+
+/// One device of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceListing {
+    pub device: DeviceRecord,
+    pub status: DeviceStatus,
+    /// Effective status per rule, by rule id.
+    pub rules: Vec<(String, CheckStatus)>,
+}
+
+/// One page of devices and how many match in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePage {
+    pub devices: Vec<DeviceListing>,
+    pub total: u64,
+}
+
+/// A device's signing key as shown to IT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceKeyInfo {
+    pub key_id: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// One stored report in a device's history (not its envelope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportHistoryEntry {
+    pub sequence: u64,
+    pub digest: String,
+    pub prev_digest: String,
+    pub issued_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub sequence_gap: bool,
+    pub chain_broken: bool,
+    /// JSON object: number of checks by status.
+    pub summary_json: String,
+}
+
+/// A latest verdict with exceptions applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceVerdict {
+    /// As the device reported it.
+    pub verdict: LatestVerdict,
+    /// After exceptions.
+    pub status: CheckStatus,
+    /// The active exception that made it `excepted`, if one did.
+    pub exception_id: Option<u64>,
+}
+
+/// Everything IT sees about one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceDetail {
+    pub device: DeviceRecord,
+    pub status: DeviceStatus,
+    pub verdicts: Vec<DeviceVerdict>,
+    pub keys: Vec<DeviceKeyInfo>,
+    /// The newest reports first.
+    pub reports: Vec<ReportHistoryEntry>,
+    /// Exceptions active at the instant asked about.
+    pub exceptions: Vec<ExceptionRecord>,
+}
+
+/// The fleet in numbers. Revoked devices are counted only in `revoked`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FleetSummary {
+    pub devices: u64,
+    pub compliant: u64,
+    pub failing: u64,
+    pub unknown: u64,
+    /// Not seen (or, never seen, enrolled) within `stale_after`.
+    pub stale: u64,
+    pub revoked: u64,
+    /// Devices failing each rule (after exceptions), by rule id; rules no
+    /// device fails are absent.
+    pub failing_by_rule: Vec<(String, u64)>,
+}
+
+/// Devices by overall status; revoked devices only in `revoked`. The four
+/// add up to every device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeviceStatusCounts {
+    pub pass: u64,
+    pub fail: u64,
+    pub unknown: u64,
+    pub revoked: u64,
+}
+
+// ---------------------------------------------------------------------------
+// Exceptions.
+
+/// IT's decision that a device may fail a rule until a date.
+#[derive(Debug, Clone)]
+pub struct NewException {
+    pub device_id: String,
+    pub rule_id: String,
+    /// Active while the clock is before this instant.
+    pub until: DateTime<Utc>,
+    pub reason: String,
+    /// Who approved it (a person).
+    pub approver: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionRecord {
+    pub id: u64,
+    pub device_id: String,
+    pub rule_id: String,
+    pub until: DateTime<Utc>,
+    pub reason: String,
+    pub approver: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl ExceptionRecord {
+    pub fn is_active(&self, at: DateTime<Utc>) -> bool {
+        at < self.until
+    }
+}
+
+/// Which exceptions to list; `None` does not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExceptionFilter {
+    pub device_id: Option<String>,
+    /// Only those active at this instant.
+    pub active_at: Option<DateTime<Utc>>,
+}
+
+// ---------------------------------------------------------------------------
 // The contract.
 
 /// What a storage backend must do. Each method is one transaction.
@@ -309,6 +672,46 @@ pub trait StoreBackend {
     /// The newest `limit` entries, newest first (by `at`, then by order of
     /// appending).
     async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+
+    async fn create_api_token(&self, token: &NewApiToken) -> Result<(), StoreError>;
+    /// The token with this id, revoked or not, with its hash.
+    async fn api_token(&self, id: &str) -> Result<Option<StoredApiToken>, StoreError>;
+    /// Every token, newest first.
+    async fn list_api_tokens(&self) -> Result<Vec<ApiTokenInfo>, StoreError>;
+    /// Revokes a token; `false` when no such token exists. Revoking again
+    /// keeps the first revocation time.
+    async fn revoke_api_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// One page of the devices matching `query`, and how many match in all.
+    async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, StoreError>;
+    /// One device with its verdicts (exceptions applied at `at`), keys,
+    /// newest `history` reports and active exceptions; `None` when unknown.
+    async fn device_detail(
+        &self,
+        device_id: &str,
+        at: DateTime<Utc>,
+        history: u32,
+    ) -> Result<Option<DeviceDetail>, StoreError>;
+    /// The fleet at `at`: a device is stale when not seen within `stale_after`.
+    async fn fleet_summary(
+        &self,
+        at: DateTime<Utc>,
+        stale_after: chrono::TimeDelta,
+    ) -> Result<FleetSummary, StoreError>;
+    /// Devices by overall status at `at`, for `/metrics`.
+    async fn devices_by_status(&self, at: DateTime<Utc>) -> Result<DeviceStatusCounts, StoreError>;
+
+    /// Records an exception; `None` (and nothing stored) when the device does
+    /// not exist.
+    async fn grant_exception(
+        &self,
+        exception: &NewException,
+    ) -> Result<Option<ExceptionRecord>, StoreError>;
+    /// Exceptions matching `filter`, newest first.
+    async fn list_exceptions(
+        &self,
+        filter: &ExceptionFilter,
+    ) -> Result<Vec<ExceptionRecord>, StoreError>;
 }
 
 /// The store the collector runs on, chosen by URL.
@@ -371,6 +774,16 @@ delegate! {
     async fn save_policy(&self, policy: &NewPolicy) -> Result<PolicyRecord, StoreError>;
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn create_api_token(&self, token: &NewApiToken) -> Result<(), StoreError>;
+    async fn api_token(&self, id: &str) -> Result<Option<StoredApiToken>, StoreError>;
+    async fn list_api_tokens(&self) -> Result<Vec<ApiTokenInfo>, StoreError>;
+    async fn revoke_api_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, StoreError>;
+    async fn device_detail(&self, device_id: &str, at: DateTime<Utc>, history: u32) -> Result<Option<DeviceDetail>, StoreError>;
+    async fn fleet_summary(&self, at: DateTime<Utc>, stale_after: chrono::TimeDelta) -> Result<FleetSummary, StoreError>;
+    async fn devices_by_status(&self, at: DateTime<Utc>) -> Result<DeviceStatusCounts, StoreError>;
+    async fn grant_exception(&self, exception: &NewException) -> Result<Option<ExceptionRecord>, StoreError>;
+    async fn list_exceptions(&self, filter: &ExceptionFilter) -> Result<Vec<ExceptionRecord>, StoreError>;
 }
 
 /// Unix milliseconds, the database's time representation.
@@ -402,6 +815,11 @@ pub(crate) fn parse_status(text: &str) -> Result<CheckStatus, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("unknown verdict status {text:?}")))
 }
 
+/// A status name (`pass`, `fail`, …, `excepted`) as [`CheckStatus`].
+pub fn parse_check_status(text: &str) -> Option<CheckStatus> {
+    parse_status(text).ok()
+}
+
 /// Why a secret does not allow an enrollment at `at_millis`, if it does not.
 /// The hash is compared in constant time; the other checks are on values
 /// that are not secret.
@@ -427,4 +845,145 @@ pub(crate) fn secret_refusal(
 /// A use count as the contract's `u32`.
 pub(crate) fn small_count(value: i64, what: &'static str) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} is out of range")))
+}
+
+/// A stored role back to [`Role`]; the schema's CHECK allows only the two.
+pub(crate) fn parse_role(text: &str) -> Result<Role, StoreError> {
+    Role::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown role {text:?}")))
+}
+
+/// A stored overall status (from `fleet_sql`) back to [`DeviceStatus`].
+pub(crate) fn parse_device_status(text: &str) -> Result<DeviceStatus, StoreError> {
+    DeviceStatus::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown device status {text:?}")))
+}
+
+/// A stored 32-byte hash.
+pub(crate) fn hash_from_bytes(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("a stored {what} is not 32 bytes")))
+}
+
+/// Applies the active exceptions to a device's latest verdicts and derives
+/// its overall status: the Rust half of the rule described in the module
+/// documentation.
+pub(crate) fn apply_exceptions(
+    verdicts: Vec<LatestVerdict>,
+    exceptions: &[ExceptionRecord],
+    at: DateTime<Utc>,
+) -> (Vec<DeviceVerdict>, DeviceStatus) {
+    let verdicts: Vec<DeviceVerdict> = verdicts
+        .into_iter()
+        .map(|verdict| {
+            let exception_id = exceptions
+                .iter()
+                .filter(|e| e.rule_id == verdict.rule_id && e.is_active(at))
+                .map(|e| e.id)
+                .max();
+            let status = effective_status(verdict.status, exception_id.is_some());
+            DeviceVerdict {
+                exception_id: exception_id.filter(|_| status == CheckStatus::Excepted),
+                status,
+                verdict,
+            }
+        })
+        .collect();
+    let status = overall_status(verdicts.iter().map(|v| v.status));
+    (verdicts, status)
+}
+
+/// Joins a page of devices with their rule statuses (`device_id`,
+/// `rule_id`, status), keeping the page's order.
+pub(crate) fn assemble_listings(
+    devices: Vec<(DeviceRecord, DeviceStatus)>,
+    rules: Vec<(String, String, CheckStatus)>,
+) -> Vec<DeviceListing> {
+    let mut by_device: std::collections::HashMap<String, Vec<(String, CheckStatus)>> =
+        std::collections::HashMap::new();
+    for (device_id, rule_id, status) in rules {
+        by_device
+            .entry(device_id)
+            .or_default()
+            .push((rule_id, status));
+    }
+    devices
+        .into_iter()
+        .map(|(device, status)| DeviceListing {
+            rules: by_device.remove(&device.device_id).unwrap_or_default(),
+            device,
+            status,
+        })
+        .collect()
+}
+
+/// `(bucket, count)` rows of `fleet_sql::status_buckets` as counts.
+pub(crate) fn count_buckets(buckets: Vec<(String, u64)>) -> Result<DeviceStatusCounts, StoreError> {
+    let mut counts = DeviceStatusCounts::default();
+    for (bucket, n) in buckets {
+        match bucket.as_str() {
+            "revoked" => counts.revoked = n,
+            other => match parse_device_status(other)? {
+                DeviceStatus::Pass => counts.pass = n,
+                DeviceStatus::Fail => counts.fail = n,
+                DeviceStatus::Unknown => counts.unknown = n,
+            },
+        }
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overall_status_is_the_worst_verdict_and_unknown_without_any() {
+        use CheckStatus::*;
+        let cases: &[(&[CheckStatus], DeviceStatus)] = &[
+            (&[], DeviceStatus::Unknown),
+            (&[Pass], DeviceStatus::Pass),
+            (&[Pass, NotApplicable, Excepted], DeviceStatus::Pass),
+            (&[Pass, Unknown], DeviceStatus::Unknown),
+            (&[Error, Pass], DeviceStatus::Unknown),
+            (&[Unknown, Fail, Pass], DeviceStatus::Fail),
+            (&[NotApplicable], DeviceStatus::Pass),
+        ];
+        for (statuses, expected) in cases {
+            assert_eq!(
+                overall_status(statuses.iter().copied()),
+                *expected,
+                "{statuses:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_fail_becomes_excepted() {
+        assert_eq!(
+            effective_status(CheckStatus::Fail, true),
+            CheckStatus::Excepted
+        );
+        assert_eq!(
+            effective_status(CheckStatus::Fail, false),
+            CheckStatus::Fail
+        );
+        for status in [CheckStatus::Pass, CheckStatus::Unknown, CheckStatus::Error] {
+            assert_eq!(effective_status(status, true), status);
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for status in DeviceStatus::ALL {
+            assert_eq!(DeviceStatus::parse(status.as_str()), Some(status));
+        }
+        for sort in DeviceSort::ALL {
+            assert_eq!(DeviceSort::parse(sort.as_str()), Some(sort));
+        }
+        for role in [Role::Admin, Role::Viewer] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
 }

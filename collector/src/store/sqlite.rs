@@ -34,11 +34,16 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::batch_plan::{ChainHead, batch_devices, plan_batch};
+use super::fleet_sql::{self, Bind, Dialect, Sql};
 use super::{
-    AuditEntry, DeviceKeyRecord, DeviceRecord, EnrollDevice, EnrollRefusal, EnrollmentSecretInfo,
-    IncomingReport, LatestVerdict, NewEnrollmentSecret, NewPolicy, PolicyRecord, StoreBackend,
-    StoreError, StoreOutcome, from_db_integer, from_millis, parse_status, secret_refusal,
-    small_count, to_db_integer, to_millis,
+    ApiTokenInfo, AuditEntry, DeviceDetail, DeviceKeyInfo, DeviceKeyRecord, DevicePage,
+    DeviceQuery, DeviceRecord, DeviceStatusCounts, EnrollDevice, EnrollRefusal,
+    EnrollmentSecretInfo, ExceptionFilter, ExceptionRecord, FleetSummary, IncomingReport,
+    LatestVerdict, NewApiToken, NewEnrollmentSecret, NewException, NewPolicy, PolicyRecord,
+    ReportHistoryEntry, StoreBackend, StoreError, StoreOutcome, StoredApiToken, apply_exceptions,
+    assemble_listings, count_buckets, from_db_integer, from_millis, hash_from_bytes,
+    parse_device_status, parse_role, parse_status, secret_refusal, small_count, to_db_integer,
+    to_millis,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -580,6 +585,283 @@ impl StoreBackend for SqliteStore {
         .await?;
         rows.iter().map(audit_from_row).collect()
     }
+
+    async fn create_api_token(&self, token: &NewApiToken) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, token_hash, role, label, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&token.id)
+        .bind(token.token_hash.as_slice())
+        .bind(token.role.as_str())
+        .bind(&token.label)
+        .bind(to_millis(token.created_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn api_token(&self, id: &str) -> Result<Option<StoredApiToken>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, token_hash, role, label, created_at, revoked_at \
+             FROM api_tokens WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash = hash_from_bytes(row.try_get("token_hash")?, "token hash")?;
+        Ok(Some(StoredApiToken::new(token_from_row(&row)?, hash)))
+    }
+
+    async fn list_api_tokens(&self) -> Result<Vec<ApiTokenInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, role, label, created_at, revoked_at FROM api_tokens \
+             ORDER BY created_at DESC, id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_api_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let found = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(to_millis(at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn list_devices(&self, query: &DeviceQuery) -> Result<DevicePage, StoreError> {
+        // One read transaction: in WAL mode it reads one snapshot, so the
+        // total, the page and its verdicts agree.
+        let mut tx = self.reader.begin().await?;
+        let count = fleet_sql::device_count(Dialect::Sqlite, query);
+        let total: i64 = bound(&count).fetch_one(&mut *tx).await?.try_get("n")?;
+        let page = fleet_sql::device_page(Dialect::Sqlite, query);
+        let mut devices = Vec::new();
+        for row in bound(&page).fetch_all(&mut *tx).await? {
+            let status: String = row.try_get("overall_status")?;
+            devices.push((device_from_row(&row)?, parse_device_status(&status)?));
+        }
+        let mut rules = Vec::new();
+        if !devices.is_empty() {
+            let ids: Vec<String> = devices.iter().map(|(d, _)| d.device_id.clone()).collect();
+            let sql = fleet_sql::rule_statuses(Dialect::Sqlite, query.at, &ids);
+            for row in bound(&sql).fetch_all(&mut *tx).await? {
+                let status: String = row.try_get("status")?;
+                rules.push((
+                    row.try_get("device_id")?,
+                    row.try_get("rule_id")?,
+                    parse_status(&status)?,
+                ));
+            }
+        }
+        tx.commit().await?;
+        Ok(DevicePage {
+            devices: assemble_listings(devices, rules),
+            total: from_db_integer(total, "device count")?,
+        })
+    }
+
+    async fn device_detail(
+        &self,
+        device_id: &str,
+        at: DateTime<Utc>,
+        history: u32,
+    ) -> Result<Option<DeviceDetail>, StoreError> {
+        let mut tx = self.reader.begin().await?;
+        let row = sqlx::query(
+            "SELECT id, hostname, os_name, os_version, kernel_version, arch, agent_version, \
+                    policy_id, policy_version, enrollment_secret_id, enrolled_at, last_seen_at, \
+                    revoked_at, last_sequence, last_digest, sequence_gap, chain_broken \
+             FROM devices WHERE id = ?1",
+        )
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let device = device_from_row(&row)?;
+        let verdicts = sqlx::query(
+            "SELECT rule_id, status, mode, summary, evidence, fix, status_since, updated_at, \
+                    report_sequence \
+             FROM latest_verdicts WHERE device_id = ?1 ORDER BY rule_id",
+        )
+        .bind(device_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(verdict_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let keys = sqlx::query(
+            "SELECT key_id, created_at, revoked_at FROM device_keys \
+             WHERE device_id = ?1 ORDER BY created_at, key_id",
+        )
+        .bind(device_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(key_info_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let reports = sqlx::query(
+            "SELECT sequence, digest, prev_digest, issued_at, received_at, sequence_gap, \
+                    chain_broken, summary \
+             FROM reports WHERE device_id = ?1 ORDER BY sequence DESC LIMIT ?2",
+        )
+        .bind(device_id)
+        .bind(i64::from(history))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(history_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let exceptions = sqlx::query(
+            "SELECT id, device_id, rule_id, until, reason, approver, created_at \
+             FROM exceptions WHERE device_id = ?1 AND until > ?2 \
+             ORDER BY created_at DESC, id DESC",
+        )
+        .bind(device_id)
+        .bind(to_millis(at))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(exception_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        let (verdicts, status) = apply_exceptions(verdicts, &exceptions, at);
+        Ok(Some(DeviceDetail {
+            device,
+            status,
+            verdicts,
+            keys,
+            reports,
+            exceptions,
+        }))
+    }
+
+    async fn fleet_summary(
+        &self,
+        at: DateTime<Utc>,
+        stale_after: chrono::TimeDelta,
+    ) -> Result<FleetSummary, StoreError> {
+        let mut tx = self.reader.begin().await?;
+        let counts = fleet_sql::summary_counts(Dialect::Sqlite, at, at - stale_after);
+        let row = bound(&counts).fetch_one(&mut *tx).await?;
+        let count = |name: &str| -> Result<u64, StoreError> {
+            from_db_integer(row.try_get(name)?, "device count")
+        };
+        let mut summary = FleetSummary {
+            devices: count("n_devices")?,
+            compliant: count("n_compliant")?,
+            failing: count("n_failing")?,
+            unknown: count("n_unknown")?,
+            stale: count("n_stale")?,
+            revoked: count("n_revoked")?,
+            failing_by_rule: Vec::new(),
+        };
+        let by_rule = fleet_sql::failing_by_rule(Dialect::Sqlite, at);
+        for row in bound(&by_rule).fetch_all(&mut *tx).await? {
+            summary.failing_by_rule.push((
+                row.try_get("rule_id")?,
+                from_db_integer(row.try_get("n")?, "device count")?,
+            ));
+        }
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    async fn devices_by_status(&self, at: DateTime<Utc>) -> Result<DeviceStatusCounts, StoreError> {
+        let sql = fleet_sql::status_buckets(Dialect::Sqlite, at);
+        let mut buckets = Vec::new();
+        for row in bound(&sql).fetch_all(&self.reader).await? {
+            buckets.push((
+                row.try_get::<String, _>("bucket")?,
+                from_db_integer(row.try_get("n")?, "device count")?,
+            ));
+        }
+        count_buckets(buckets)
+    }
+
+    async fn grant_exception(
+        &self,
+        exception: &NewException,
+    ) -> Result<Option<ExceptionRecord>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let exists = sqlx::query("SELECT 1 FROM devices WHERE id = ?1")
+            .bind(&exception.device_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !exists {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO exceptions (device_id, rule_id, until, reason, approver, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+        )
+        .bind(&exception.device_id)
+        .bind(&exception.rule_id)
+        .bind(to_millis(exception.until))
+        .bind(&exception.reason)
+        .bind(&exception.approver)
+        .bind(to_millis(exception.created_at))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(ExceptionRecord {
+            id: from_db_integer(id, "exception id")?,
+            device_id: exception.device_id.clone(),
+            rule_id: exception.rule_id.clone(),
+            // Round to what was stored, so this equals a later read.
+            until: from_millis(to_millis(exception.until))?,
+            reason: exception.reason.clone(),
+            approver: exception.approver.clone(),
+            created_at: from_millis(to_millis(exception.created_at))?,
+        }))
+    }
+
+    async fn list_exceptions(
+        &self,
+        filter: &ExceptionFilter,
+    ) -> Result<Vec<ExceptionRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, device_id, rule_id, until, reason, approver, created_at \
+             FROM exceptions \
+             WHERE (?1 IS NULL OR device_id = ?1) AND (?2 IS NULL OR until > ?2) \
+             ORDER BY created_at DESC, id DESC",
+        )
+        .bind(filter.device_id.as_deref())
+        .bind(filter.active_at.map(to_millis))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(exception_from_row).collect()
+    }
+}
+
+/// A fleet statement with its values bound. Not kept in the statement
+/// cache: its text varies with the filters and the page length.
+fn bound(sql: &Sql) -> sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
+    let mut query = sqlx::query(sql.text());
+    for value in sql.binds() {
+        query = match value {
+            Bind::Int(v) => query.bind(*v),
+            Bind::Text(v) => query.bind(v.as_str()),
+        };
+    }
+    query.persistent(false)
 }
 
 /// Reports per multi-row INSERT: 11 parameters each makes 2,816, far
@@ -741,6 +1023,50 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
 
 fn optional_time(millis: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     millis.map(from_millis).transpose()
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<ApiTokenInfo, StoreError> {
+    let role: String = row.try_get("role")?;
+    Ok(ApiTokenInfo {
+        id: row.try_get("id")?,
+        role: parse_role(&role)?,
+        label: row.try_get("label")?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        revoked_at: optional_time(row.try_get("revoked_at")?)?,
+    })
+}
+
+fn key_info_from_row(row: &SqliteRow) -> Result<DeviceKeyInfo, StoreError> {
+    Ok(DeviceKeyInfo {
+        key_id: row.try_get("key_id")?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        revoked_at: optional_time(row.try_get("revoked_at")?)?,
+    })
+}
+
+fn history_from_row(row: &SqliteRow) -> Result<ReportHistoryEntry, StoreError> {
+    Ok(ReportHistoryEntry {
+        sequence: from_db_integer(row.try_get("sequence")?, "sequence")?,
+        digest: row.try_get("digest")?,
+        prev_digest: row.try_get("prev_digest")?,
+        issued_at: from_millis(row.try_get("issued_at")?)?,
+        received_at: from_millis(row.try_get("received_at")?)?,
+        sequence_gap: row.try_get("sequence_gap")?,
+        chain_broken: row.try_get("chain_broken")?,
+        summary_json: row.try_get("summary")?,
+    })
+}
+
+fn exception_from_row(row: &SqliteRow) -> Result<ExceptionRecord, StoreError> {
+    Ok(ExceptionRecord {
+        id: from_db_integer(row.try_get("id")?, "exception id")?,
+        device_id: row.try_get("device_id")?,
+        rule_id: row.try_get("rule_id")?,
+        until: from_millis(row.try_get("until")?)?,
+        reason: row.try_get("reason")?,
+        approver: row.try_get("approver")?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+    })
 }
 
 #[cfg(test)]
