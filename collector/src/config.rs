@@ -207,3 +207,74 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../config/collector.toml");
+
+    #[test]
+    fn the_documented_example_parses_to_the_defaults() {
+        let file: FileConfig = diagnostics::parse_toml(EXAMPLE).unwrap();
+        assert_eq!(file.listen, Some(DEFAULT_LISTEN.parse().unwrap()));
+        assert_eq!(file.max_body_bytes, Some(DEFAULT_MAX_BODY_BYTES));
+        assert_eq!(file.clock_skew_seconds, Some(DEFAULT_CLOCK_SKEW_SECONDS));
+        assert_eq!(file.retention_days, Some(DEFAULT_RETENTION_DAYS));
+        assert_eq!(
+            file.state_dir.as_deref(),
+            Some(Path::new(DEFAULT_STATE_DIR))
+        );
+    }
+
+    #[test]
+    fn every_key_the_parser_knows_is_documented_in_the_example() {
+        for key in [
+            "listen",
+            "state_dir",
+            "database_url",
+            "cert_file",
+            "key_file",
+            "max_body_bytes",
+            "clock_skew_seconds",
+            "retention_days",
+            "policy_file",
+        ] {
+            assert!(
+                EXAMPLE.contains(&format!("{key} = ")),
+                "{key} is not documented"
+            );
+        }
+    }
+
+    #[test]
+    fn every_mistake_in_a_file_is_reported_with_its_line() {
+        let text = "listen = \"nowhere\"\nmax_body_bytes = 5\ncolour = \"red\"\n";
+        let errors = diagnostics::parse_toml::<FileConfig>(text).unwrap_err();
+        let lines: Vec<(usize, &str)> = errors
+            .0
+            .iter()
+            .map(|d| (d.line, d.key_path.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![(1, "listen"), (2, "max_body_bytes"), (3, "colour")],
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_refused() {
+        let overrides = Overrides {
+            listen: Some("0.0.0.0:8443".parse().unwrap()),
+            state_dir: Some(PathBuf::from("/tmp/x")),
+            config: Some(PathBuf::from("/dev/null")),
+            ..Overrides::default()
+        };
+        let err = CollectorConfig::load(&overrides).unwrap_err();
+        assert!(
+            err.to_string().contains("refusing to serve plain HTTP"),
+            "{err}"
+        );
+    }
+}
