@@ -430,6 +430,7 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<()> {
 }
 
 async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let store = open_store(&config).await?;
     let policy_key = state::load_or_create_policy_key(&config.state_dir)?;
     ensure_signed_policy(&store, &policy_key, &config).await?;
@@ -480,7 +481,7 @@ async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
     tracing::info!(%address, database = %redact_url(&config.database_url), "collector listening");
     // A line for people and scripts: the URL to reach this collector.
     eprintln!("palisade-collector listening on {scheme}://{address}");
-    server::serve(listener, app_state, transport, shutdown_signal()).await?;
+    server::serve(listener, app_state, transport, shutdown).await?;
     retention.abort();
     // The router and its batcher handles are gone; the writer drains what is
     // queued and exits.
@@ -545,27 +546,29 @@ fn spawn_retention(store: Store, retention_days: u32) -> tokio::task::JoinHandle
     })
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Registers the SIGTERM and SIGINT handlers now, before anything is
+/// announced, so a signal that arrives early is not met by the default action
+/// (which would kill the process in the middle of a write), and returns the
+/// future that resolves at the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot listen for SIGTERM");
-                    std::future::pending::<()>().await;
-                }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            () = terminate => {}
-        }
+            tracing::info!("shutting down: finishing the work in progress");
+        })
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down: finishing requests in flight");
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: finishing the work in progress");
+        })
+    }
 }

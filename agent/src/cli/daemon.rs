@@ -101,7 +101,7 @@ pub enum SpoolCommand {
 
 pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     let config = args.agent.load()?;
-    daemon::run(config, shutdown_signal()).await
+    daemon::run(config, shutdown_signal()?).await
 }
 
 pub async fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
@@ -206,26 +206,29 @@ pub fn spool(command: &SpoolCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Registers the SIGTERM and SIGINT handlers now, before anything is
+/// announced, so a signal that arrives early is not met by the default action
+/// (which would kill the process in the middle of a write), and returns the
+/// future that resolves at the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot listen for SIGTERM");
-                    std::future::pending::<()>().await;
-                }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            () = terminate => {}
-        }
+            tracing::info!("shutting down: finishing the work in progress");
+        })
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: finishing the work in progress");
+        })
+    }
 }
