@@ -17,3 +17,4 @@ pub mod host;
 pub mod identity;
 pub mod report;
 pub mod spool;
+pub mod status;

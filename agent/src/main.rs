@@ -55,6 +55,7 @@ fn try_main(cli: Cli) -> anyhow::Result<u8> {
             .block_on(cli::daemon::enroll(&args))
             .map(|()| exit::COMPLIANT),
         Command::Report(args) => cli::daemon::report(&args),
+        Command::Status(args) => runtime()?.block_on(cli::daemon::status(&args)),
         Command::Identity(args) => cli::daemon::identity(&args).map(|()| exit::COMPLIANT),
         Command::Spool(command) => cli::daemon::spool(&command).map(|()| exit::COMPLIANT),
     }

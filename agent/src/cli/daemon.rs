@@ -85,6 +85,15 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    /// Print the status document (JSON, as the socket serves it) instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct IdentityArgs {
     #[command(flatten)]
     pub agent: AgentArgs,
@@ -156,6 +165,28 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<u8> {
         args.out.display()
     );
     Ok(code)
+}
+
+/// Asks the running daemon for its status. Any local user may: the config
+/// file may be unreadable to them (it can hold the enrollment secret), so
+/// the socket path falls back to the default rather than failing.
+pub async fn status(args: &StatusArgs) -> anyhow::Result<u8> {
+    let socket = match (&args.agent.socket, args.agent.load()) {
+        (Some(socket), _) => socket.clone(),
+        (None, Ok(config)) => config.socket_path,
+        (None, Err(err)) => {
+            let socket = config::default_socket_path();
+            tracing::warn!(error = %format!("{err:#}"), socket = %socket.display(), "cannot read the config; trying the default socket");
+            socket
+        }
+    };
+    let status = crate::status::fetch_status(&socket).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", crate::status::render_human(&status));
+    }
+    Ok(super::check::exit_code(&status.checks))
 }
 
 pub fn identity(args: &IdentityArgs) -> anyhow::Result<()> {

@@ -58,6 +58,8 @@ pub enum Command {
     Enroll(daemon::EnrollArgs),
     /// Run the checks once and write the signed report to a file, without sending it.
     Report(daemon::ReportArgs),
+    /// Show what the running agent last found, and how delivery is going.
+    Status(daemon::StatusArgs),
     /// Print the device id, key id and public key.
     Identity(daemon::IdentityArgs),
     /// Inspect the spool of reports waiting to be sent.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use chrono::Utc;
 use palisade_shared::envelope::{Envelope, REPORT_PAYLOAD_TYPE};
-use palisade_shared::report::{CheckStatus, Event};
+use palisade_shared::report::{CheckResult, CheckStatus, Event};
 use palisade_shared::{DeviceId, Policy};
 
 use crate::checks::run_checks;
@@ -20,6 +20,8 @@ use crate::spool::Spool;
 pub struct CycleOutcome {
     pub sequence: u64,
     pub failing: Vec<String>,
+    /// The verdicts, for the status socket.
+    pub results: Vec<CheckResult>,
 }
 
 /// Runs every rule and spools the signed report. Blocking: call it from
@@ -38,7 +40,7 @@ pub fn run_cycle(
         .filter(|r| r.status == CheckStatus::Fail)
         .map(|r| r.id.to_string())
         .collect();
-    let mut report = crate::report::standalone_report(policy, results);
+    let mut report = crate::report::standalone_report(policy, results.clone());
     report.device_id = device_id.clone();
     report.events = events;
     let mut spool = spool
@@ -59,5 +61,6 @@ pub fn run_cycle(
     Ok(CycleOutcome {
         sequence: appended.sequence,
         failing,
+        results,
     })
 }

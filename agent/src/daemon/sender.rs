@@ -16,6 +16,7 @@ use rand::Rng as _;
 use tokio::sync::watch;
 
 use crate::spool::Spool;
+use crate::status::StatusBoard;
 
 /// The first retry waits about a second; each failure doubles it.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -41,6 +42,7 @@ pub struct Sender {
     reports_url: reqwest::Url,
     backoff_max: Duration,
     pace: Duration,
+    board: StatusBoard,
 }
 
 impl Sender {
@@ -49,6 +51,7 @@ impl Sender {
         reports_url: reqwest::Url,
         backoff_max: Duration,
         reports_per_second: f64,
+        board: StatusBoard,
     ) -> Self {
         let pace = if reports_per_second > 0.0 {
             Duration::from_secs_f64(1.0 / reports_per_second)
@@ -60,6 +63,7 @@ impl Sender {
             reports_url,
             backoff_max,
             pace,
+            board,
         }
     }
 
@@ -123,7 +127,8 @@ impl Sender {
             match self.send(envelope).await {
                 Delivery::Acknowledged => {
                     failures = 0;
-                    acknowledge(spool, sequence).await;
+                    self.board.record_delivered(chrono::Utc::now());
+                    acknowledge(spool, sequence, &self.board).await;
                     tracing::info!(sequence, "report acknowledged by the collector");
                     if !self.pace.is_zero()
                         && tokio::time::timeout(self.pace, shutdown.changed())
@@ -136,9 +141,15 @@ impl Sender {
                 Delivery::Refused { status, reason } => {
                     failures = 0;
                     tracing::error!(sequence, status, %reason, "the collector refused a report for good; dropping it");
-                    acknowledge(spool, sequence).await;
+                    self.board.record_delivery_failed(
+                        chrono::Utc::now(),
+                        format!("report {sequence} refused for good with HTTP {status}: {reason}"),
+                    );
+                    acknowledge(spool, sequence, &self.board).await;
                 }
                 Delivery::Retry { reason } => {
+                    self.board
+                        .record_delivery_failed(chrono::Utc::now(), reason.clone());
                     let delay = backoff(failures, self.backoff_max);
                     failures = failures.saturating_add(1);
                     tracing::warn!(sequence, %reason, retry_in_ms = delay.as_millis() as u64, "cannot deliver report; will retry");
@@ -155,10 +166,14 @@ impl Sender {
     }
 }
 
-async fn acknowledge(spool: &Arc<Mutex<Spool>>, sequence: u64) {
-    let spool = Arc::clone(spool);
+async fn acknowledge(spool: &Arc<Mutex<Spool>>, sequence: u64, board: &StatusBoard) {
+    let (spool, board) = (Arc::clone(spool), board.clone());
     let result = tokio::task::spawn_blocking(move || match spool.lock() {
-        Ok(mut spool) => spool.acknowledge(sequence).map_err(|e| e.to_string()),
+        Ok(mut spool) => {
+            let removed = spool.acknowledge(sequence).map_err(|e| e.to_string());
+            board.set_spool(&spool);
+            removed
+        }
         Err(_) => Err("spool lock poisoned".to_owned()),
     })
     .await;
