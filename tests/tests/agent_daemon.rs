@@ -81,10 +81,26 @@ fn the_agent_enrolls_reports_and_survives_an_outage() {
     // The status socket serves the latest verdicts while the daemon runs.
     let status = agent(&["status", "--config", config_arg, "--json"]);
     let status_json = status.json();
-    assert!(status_json["device_id"].as_str().unwrap().starts_with("dev_"), "{}", status.dump());
-    assert_eq!(status_json["checks"].as_array().unwrap().len(), 4, "{}", status.dump());
+    assert!(
+        status_json["device_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("dev_"),
+        "{}",
+        status.dump()
+    );
+    assert_eq!(
+        status_json["checks"].as_array().unwrap().len(),
+        4,
+        "{}",
+        status.dump()
+    );
     let readable = agent(&["status", "--config", config_arg]);
-    assert!(readable.stdout.contains("disk_encryption"), "{}", readable.dump());
+    assert!(
+        readable.stdout.contains("disk_encryption"),
+        "{}",
+        readable.dump()
+    );
     assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
 
     // Collector down: the next cycle's report waits in the spool.
