@@ -37,6 +37,16 @@ impl RunningCollector {
     /// Like [`Self::start`], on a given address (to come back on the same
     /// port after a restart).
     pub fn start_on(state_dir: &Path, database_url: Option<&str>, listen: &str) -> Self {
+        Self::spawn(state_dir, database_url, listen, "info")
+    }
+
+    /// Like [`Self::start`], logging with `log_filter` (a `PALISADE_LOG`
+    /// filter such as `info,palisade_collector::ingest=debug`).
+    pub fn start_logging(state_dir: &Path, database_url: Option<&str>, log_filter: &str) -> Self {
+        Self::spawn(state_dir, database_url, "127.0.0.1:0", log_filter)
+    }
+
+    fn spawn(state_dir: &Path, database_url: Option<&str>, listen: &str, log_filter: &str) -> Self {
         let database_url = database_url
             .map(str::to_owned)
             .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("collector.db").display()));
@@ -53,7 +63,7 @@ impl RunningCollector {
             .args(["--database-url", &database_url])
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("PALISADE_LOG", "info")
+            .env("PALISADE_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -99,6 +109,11 @@ impl RunningCollector {
     /// The address it listens on, `127.0.0.1:PORT`.
     pub fn address(&self) -> &str {
         self.url.trim_start_matches("https://")
+    }
+
+    /// The process id of the collector, to read its CPU time from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The collector's log so far, for assertion messages.

@@ -30,6 +30,12 @@ fn fresh_postgres_database(name_hint: &str) -> String {
              throwaway PostgreSQL server and sets it"
         )
     });
+    fresh_postgres_database_on(&server, name_hint)
+}
+
+/// Creates a new database with a unique name on the PostgreSQL server at
+/// `server` (a `postgres://…/postgres` URL) and returns its URL.
+pub fn fresh_postgres_database_on(server: &str, name_hint: &str) -> String {
     let suffix: String = (0..8)
         .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
         .collect();
@@ -53,7 +59,7 @@ fn fresh_postgres_database(name_hint: &str) -> String {
     let created = run(
         Path::new(psql),
         &[
-            &server,
+            server,
             "-v",
             "ON_ERROR_STOP=1",
             "-c",
@@ -62,8 +68,6 @@ fn fresh_postgres_database(name_hint: &str) -> String {
         &[],
     );
     assert_eq!(created.exit_code, Some(0), "{}", created.dump());
-    let base = server
-        .rsplit_once('/')
-        .map_or(server.as_str(), |(base, _)| base);
+    let base = server.rsplit_once('/').map_or(server, |(base, _)| base);
     format!("{base}/{name}")
 }

@@ -20,15 +20,19 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The path of a workspace binary built for the same profile as this test.
+/// The path of a workspace binary built for the same profile as this test
+/// (or as this harness binary, such as `ingest_bench`).
 pub fn binary(name: &str) -> PathBuf {
-    // The test executable lives in target/<profile>/deps/.
+    // A test executable lives in target/<profile>/deps/; a binary of this
+    // crate (the benchmark) in target/<profile>/ itself.
     let exe = std::env::current_exe().unwrap_or_default();
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let exe_dir = exe.parent().unwrap_or(Path::new(""));
+    let profile_dir = if exe_dir.file_name().is_some_and(|n| n == "deps") {
+        exe_dir.parent().unwrap_or(exe_dir)
+    } else {
+        exe_dir
+    }
+    .to_path_buf();
     let path = profile_dir.join(name);
     assert!(
         path.is_file(),
