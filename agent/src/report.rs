@@ -26,6 +26,7 @@ pub fn host_info() -> HostInfo {
         os_version: or_unknown(sysinfo::System::os_version()),
         kernel_version: or_unknown(sysinfo::System::kernel_version()),
         arch: std::env::consts::ARCH.to_owned(),
+        console_user: None,
     }
 }
 

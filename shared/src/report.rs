@@ -66,6 +66,11 @@ pub struct HostInfo {
     pub kernel_version: String,
     /// CPU architecture as Rust names it: `x86_64`, `aarch64`.
     pub arch: String,
+    /// The person using the machine: the user of the active graphical (or
+    /// else console) session when the report was made. Absent when nobody is
+    /// logged in or the agent cannot tell. IT finds a laptop by its user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_user: Option<String>,
 }
 
 /// The policy the checks were evaluated against.

@@ -23,6 +23,7 @@ fn request_for(key: &SigningKey) -> EnrollRequest {
             os_version: "12".into(),
             kernel_version: "6.1".into(),
             arch: "x86_64".into(),
+            console_user: None,
         },
         requested_at: Utc::now(),
     }

@@ -46,6 +46,7 @@ impl SimulatedDevice {
             os_version: "12".into(),
             kernel_version: "6.1.0-26-amd64".into(),
             arch: "x86_64".into(),
+            console_user: None,
         }
     }
 

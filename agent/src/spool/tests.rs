@@ -36,6 +36,7 @@ fn report() -> Report {
             os_version: "12".into(),
             kernel_version: "6.1.0".into(),
             arch: "x86_64".into(),
+            console_user: None,
         },
         policy: PolicyRef {
             id: "nhs-baseline".into(),
