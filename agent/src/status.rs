@@ -55,7 +55,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use palisade_shared::report::{CheckResult, CheckStatus};
+use palisade_shared::report::{CheckResult, CheckStatus, Event};
 use palisade_shared::{DeviceId, KeyId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -101,6 +101,10 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// client's memory.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
+/// Events kept on the board for the nudge helper. A helper polling every
+/// few seconds never misses one; 32 covers a burst of USB inserts.
+pub const RECENT_EVENTS_KEPT: usize = 32;
+
 /// The one uid allowed to change anything: root.
 const ROOT_UID: u32 = 0;
 
@@ -140,6 +144,11 @@ pub struct AgentStatus {
     pub last_cycle_at: Option<DateTime<Utc>>,
     /// The latest cycle's verdicts, in report order.
     pub checks: Vec<CheckResult>,
+    /// Things the daemon did or saw that the person at the keyboard should
+    /// hear about (a USB stick blocked, a setting enforced), newest last,
+    /// at most [`RECENT_EVENTS_KEPT`]. The nudge helper shows each once.
+    #[serde(default)]
+    pub recent_events: Vec<Event>,
     pub spool: SpoolStatus,
     pub delivery: DeliveryStatus,
 }
@@ -197,6 +206,7 @@ impl AgentStatus {
             policy: None,
             last_cycle_at: None,
             checks: Vec::new(),
+            recent_events: Vec::new(),
             spool: SpoolStatus::default(),
             delivery: DeliveryStatus::default(),
         }
@@ -258,6 +268,19 @@ impl StatusBoard {
         self.update(|status| {
             status.last_cycle_at = Some(finished_at);
             status.checks = checks;
+        });
+    }
+
+    /// Something happened that the user should hear about; the oldest is
+    /// forgotten once more than [`RECENT_EVENTS_KEPT`] are held.
+    pub fn record_event(&self, event: Event) {
+        self.update(|status| {
+            status.recent_events.push(event);
+            let excess = status
+                .recent_events
+                .len()
+                .saturating_sub(RECENT_EVENTS_KEPT);
+            status.recent_events.drain(..excess);
         });
     }
 
