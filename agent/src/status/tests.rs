@@ -61,6 +61,7 @@ fn sample_status() -> AgentStatus {
                 "",
             ),
         ],
+        recent_events: Vec::new(),
         spool: SpoolStatus {
             pending_reports: 2,
             pending_bytes: 5120,
