@@ -78,6 +78,7 @@ fn sample_status() -> AgentStatus {
             first_failed_at: None,
             deadline: None,
         }],
+        recent_events: Vec::new(),
         spool: SpoolStatus {
             pending_reports: 1,
             pending_bytes: 2048,

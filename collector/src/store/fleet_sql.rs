@@ -112,7 +112,7 @@ impl Sql {
                SELECT d.id, d.hostname, d.os_name, d.os_version, d.kernel_version, d.arch, \
                  d.agent_version, d.policy_id, d.policy_version, d.enrollment_secret_id, \
                  d.enrolled_at, d.last_seen_at, d.revoked_at, d.last_sequence, d.last_digest, \
-                 d.sequence_gap, d.chain_broken, \
+                 d.sequence_gap, d.chain_broken, d.console_user, \
                  CASE WHEN c.device_id IS NULL THEN 'unknown' \
                       WHEN c.failing > 0 THEN 'fail' \
                       WHEN c.unsure > 0 THEN 'unknown' \
@@ -157,6 +157,10 @@ impl Sql {
             self.push(" AND (LOWER(hostname) LIKE LOWER(")
                 .bind_text(pattern.clone())
                 .push(") ESCAPE '\\' OR LOWER(os_name) LIKE LOWER(")
+                .bind_text(pattern.clone())
+                // A device with no known user has NULL here, which LIKE
+                // never matches: it is found by hostname or OS only.
+                .push(") ESCAPE '\\' OR LOWER(console_user) LIKE LOWER(")
                 .bind_text(pattern)
                 .push(") ESCAPE '\\')");
         }
@@ -232,7 +236,8 @@ pub(crate) fn escape_like(text: &str) -> String {
 /// The columns of `listed` a device row is read from, plus `overall_status`.
 const DEVICE_COLUMNS: &str = "SELECT id, hostname, os_name, os_version, kernel_version, arch, \
      agent_version, policy_id, policy_version, enrollment_secret_id, enrolled_at, last_seen_at, \
-     revoked_at, last_sequence, last_digest, sequence_gap, chain_broken, overall_status \
+     revoked_at, last_sequence, last_digest, sequence_gap, chain_broken, console_user, \
+     overall_status \
      FROM listed ";
 
 /// The page of devices `query` asks for.
@@ -322,6 +327,70 @@ pub(crate) fn failing_by_rule(dialect: Dialect, at: DateTime<Utc>) -> Sql {
     sql
 }
 
+/// The `limit` active devices failing longest at `at` (after exceptions),
+/// one row per failing rule (columns `device_id`, `hostname`,
+/// `console_user`, `since`, `rule_id`), rows of one device together.
+pub(crate) fn longest_failing(dialect: Dialect, at: DateTime<Utc>, limit: u32) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push(
+        "WITH failing AS ( \
+           SELECT v.device_id, v.rule_id, v.status_since FROM latest_verdicts v \
+           JOIN devices d ON d.id = v.device_id \
+           WHERE d.revoked_at IS NULL AND v.status = 'fail' AND NOT EXISTS ( \
+             SELECT 1 FROM exceptions e \
+             WHERE e.device_id = v.device_id AND e.rule_id = v.rule_id AND e.until > ",
+    )
+    .bind_int(to_millis(at))
+    .push(
+        ")), \
+         top AS ( \
+           SELECT device_id, MIN(status_since) AS since FROM failing GROUP BY device_id \
+           ORDER BY since, device_id",
+    )
+    .binary_collation()
+    .push(" LIMIT ")
+    .bind_int(i64::from(limit))
+    .push(
+        ") \
+         SELECT t.device_id, d.hostname, d.console_user, t.since, f.rule_id \
+         FROM top t JOIN devices d ON d.id = t.device_id \
+         JOIN failing f ON f.device_id = t.device_id \
+         ORDER BY t.since, t.device_id",
+    )
+    .binary_collation()
+    .push(", f.rule_id")
+    .binary_collation();
+    sql
+}
+
+/// The compliance trend for reports issued in `[from, to)` (columns `day`,
+/// days since the epoch in UTC; `reporting`; `compliant`).
+///
+/// A report's `summary` is `batch_plan::status_counts_json`'s object of
+/// counts by status, which has a `"fail":` key exactly when a check
+/// failed; matching that text keeps the query free of each database's own
+/// JSON functions.
+pub(crate) fn compliance_trend(dialect: Dialect, from: DateTime<Utc>, to: DateTime<Utc>) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push(
+        "WITH daily AS ( \
+           SELECT issued_at / 86400000 AS day, summary, \
+             ROW_NUMBER() OVER (PARTITION BY device_id, issued_at / 86400000 \
+               ORDER BY issued_at DESC, sequence DESC) AS n \
+           FROM reports WHERE issued_at >= ",
+    )
+    .bind_int(to_millis(from))
+    .push(" AND issued_at < ")
+    .bind_int(to_millis(to))
+    .push(
+        ") \
+         SELECT day, COUNT(*) AS reporting, \
+           SUM(CASE WHEN summary LIKE '%\"fail\":%' THEN 0 ELSE 1 END) AS compliant \
+         FROM daily WHERE n = 1 GROUP BY day ORDER BY day",
+    );
+    sql
+}
+
 /// Devices by overall status, revoked ones apart (columns `bucket`, `n`).
 pub(crate) fn status_buckets(dialect: Dialect, at: DateTime<Utc>) -> Sql {
     let mut sql = Sql::new(dialect);
@@ -375,8 +444,8 @@ mod tests {
             }
         }
         let postgres = device_page(Dialect::Postgres, &query);
-        assert!(postgres.text().contains("$11"), "{}", postgres.text());
-        assert_eq!(postgres.binds().len(), 11);
+        assert!(postgres.text().contains("$12"), "{}", postgres.text());
+        assert_eq!(postgres.binds().len(), 12);
     }
 
     #[test]

@@ -156,6 +156,10 @@ pub struct DeviceRecord {
     pub sequence_gap: bool,
     /// Set once a report's `prev_digest` did not match the stored head.
     pub chain_broken: bool,
+    /// The person last seen using it (a report's `host.console_user`);
+    /// `None` until a report names one. A report without a user keeps the
+    /// last one known.
+    pub console_user: Option<String>,
 }
 
 /// A device's latest verdict for one rule, from its highest stored report.
@@ -197,6 +201,9 @@ pub struct IncomingReport {
     pub os_name: String,
     pub os_version: String,
     pub agent_version: String,
+    /// `None` keeps the user stored on the device (see
+    /// [`DeviceRecord::console_user`]).
+    pub console_user: Option<String>,
     pub policy_id: String,
     pub policy_version: u64,
     pub verdicts: Vec<IncomingVerdict>,
@@ -459,8 +466,8 @@ pub struct DeviceQuery {
     pub stale_before: Option<DateTime<Utc>>,
     /// Only devices last seen (or enrolled) at or after this instant.
     pub seen_since: Option<DateTime<Utc>>,
-    /// A case-insensitive substring of the hostname or the OS name; `%`,
-    /// `_` and `\` match themselves.
+    /// A case-insensitive substring of the hostname, the OS name or the
+    /// console user; `%`, `_` and `\` match themselves.
     pub search: Option<String>,
     /// `Some(false)`: only active devices; `Some(true)`: only revoked ones.
     pub revoked: Option<bool>,
@@ -621,6 +628,120 @@ pub struct ExceptionFilter {
 }
 
 // ---------------------------------------------------------------------------
+// The dashboard: its users, their sessions, and the overview's figures.
+
+/// A dashboard user to create. The password is already an argon2 PHC string.
+#[derive(Debug, Clone)]
+pub struct NewAdminUser {
+    pub username: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A dashboard user as listed (never the hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminUserInfo {
+    pub username: String,
+    pub role: Role,
+    pub failed_attempts: u32,
+    /// Logins are refused until then.
+    pub locked_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A dashboard user with the hash, for checking a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredAdminUser {
+    pub info: AdminUserInfo,
+    /// An argon2 PHC string.
+    pub password_hash: String,
+}
+
+/// Hand-written so a hash never reaches a log through `{:?}`.
+impl std::fmt::Debug for StoredAdminUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredAdminUser")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new login session. The cookie itself is never stored, only its hash.
+#[derive(Clone)]
+pub struct NewSession {
+    /// SHA-256 of the cookie value.
+    pub id_hash: [u8; 32],
+    pub username: String,
+    pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("username", &self.username)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live session with its user's current role (a role change applies
+/// from the next request).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub username: String,
+    pub role: Role,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One UTC day of the compliance trend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrendDay {
+    pub day: chrono::NaiveDate,
+    /// Devices with at least one report issued that day.
+    pub reporting: u64,
+    /// Of those, the devices whose last report that day had no failing
+    /// check (as signed, before exceptions).
+    pub compliant: u64,
+}
+
+/// An active device failing at least one rule, with the oldest
+/// `status_since` among its failing rules (after exceptions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailingDevice {
+    pub device_id: String,
+    pub hostname: String,
+    pub console_user: Option<String>,
+    pub failing_since: DateTime<Utc>,
+    /// The failing rules, by rule id.
+    pub rules: Vec<String>,
+}
+
+/// One stored policy revision, without its text and envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVersionInfo {
+    pub revision: u64,
+    pub policy_id: String,
+    pub policy_version: u64,
+    pub digest: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+// ---------------------------------------------------------------------------
 // The contract.
 
 /// What a storage backend must do. Each method is one transaction.
@@ -712,6 +833,55 @@ pub trait StoreBackend {
         &self,
         filter: &ExceptionFilter,
     ) -> Result<Vec<ExceptionRecord>, StoreError>;
+
+    /// Every stored policy revision, newest first, at most `limit`.
+    async fn policy_versions(&self, limit: u32) -> Result<Vec<PolicyVersionInfo>, StoreError>;
+
+    /// Creates a dashboard user; `false` (and nothing changed) when the name
+    /// is taken.
+    async fn create_admin_user(&self, user: &NewAdminUser) -> Result<bool, StoreError>;
+    async fn admin_user(&self, username: &str) -> Result<Option<StoredAdminUser>, StoreError>;
+    /// Every dashboard user, by name.
+    async fn list_admin_users(&self) -> Result<Vec<AdminUserInfo>, StoreError>;
+    /// Deletes a user and (by cascade) their sessions; `false` when unknown.
+    async fn delete_admin_user(&self, username: &str) -> Result<bool, StoreError>;
+    /// Counts a failed login for an existing user. The `max_attempts`-th
+    /// failure in a row locks the user until `lock_until` and starts the
+    /// count again; returns whether this failure locked it.
+    async fn record_failed_login(
+        &self,
+        username: &str,
+        max_attempts: u32,
+        lock_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// A successful login: the failure count starts again.
+    async fn record_successful_login(&self, username: &str) -> Result<(), StoreError>;
+
+    /// Stores a session, sweeping the sessions expired at its creation.
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
+    /// The session with this cookie hash if it is live at `at`.
+    async fn session(
+        &self,
+        id_hash: &[u8; 32],
+        at: DateTime<Utc>,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+    /// Deletes a session; `false` when there was none.
+    async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<bool, StoreError>;
+
+    /// The compliance trend by UTC day of `issued_at`, for reports issued in
+    /// `[from, to)`; days without reports are absent.
+    async fn compliance_trend(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<TrendDay>, StoreError>;
+    /// The `limit` active devices failing longest (after exceptions at `at`):
+    /// oldest `failing_since` first, ties by device id.
+    async fn longest_failing(
+        &self,
+        at: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<FailingDevice>, StoreError>;
 }
 
 /// The store the collector runs on, chosen by URL.
@@ -784,6 +954,48 @@ delegate! {
     async fn devices_by_status(&self, at: DateTime<Utc>) -> Result<DeviceStatusCounts, StoreError>;
     async fn grant_exception(&self, exception: &NewException) -> Result<Option<ExceptionRecord>, StoreError>;
     async fn list_exceptions(&self, filter: &ExceptionFilter) -> Result<Vec<ExceptionRecord>, StoreError>;
+    async fn policy_versions(&self, limit: u32) -> Result<Vec<PolicyVersionInfo>, StoreError>;
+    async fn create_admin_user(&self, user: &NewAdminUser) -> Result<bool, StoreError>;
+    async fn admin_user(&self, username: &str) -> Result<Option<StoredAdminUser>, StoreError>;
+    async fn list_admin_users(&self) -> Result<Vec<AdminUserInfo>, StoreError>;
+    async fn delete_admin_user(&self, username: &str) -> Result<bool, StoreError>;
+    async fn record_failed_login(&self, username: &str, max_attempts: u32, lock_until: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn record_successful_login(&self, username: &str) -> Result<(), StoreError>;
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError>;
+    async fn session(&self, id_hash: &[u8; 32], at: DateTime<Utc>) -> Result<Option<SessionRecord>, StoreError>;
+    async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<bool, StoreError>;
+    async fn compliance_trend(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<TrendDay>, StoreError>;
+    async fn longest_failing(&self, at: DateTime<Utc>, limit: u32) -> Result<Vec<FailingDevice>, StoreError>;
+}
+
+/// `(device_id, hostname, console_user, failing_since, rule_id)` rows, one
+/// per failing rule, ordered by device, grouped into [`FailingDevice`]s
+/// in the order the devices first appear.
+pub(crate) fn group_failing(
+    rows: Vec<(String, String, Option<String>, i64, String)>,
+) -> Result<Vec<FailingDevice>, StoreError> {
+    let mut devices: Vec<FailingDevice> = Vec::new();
+    for (device_id, hostname, console_user, since, rule_id) in rows {
+        let since = from_millis(since)?;
+        match devices.last_mut() {
+            Some(last) if last.device_id == device_id => last.rules.push(rule_id),
+            _ => devices.push(FailingDevice {
+                device_id,
+                hostname,
+                console_user,
+                failing_since: since,
+                rules: vec![rule_id],
+            }),
+        }
+    }
+    Ok(devices)
+}
+
+/// A day number (days since the Unix epoch, UTC) as a date.
+pub(crate) fn day_from_number(day: i64) -> Result<chrono::NaiveDate, StoreError> {
+    DateTime::from_timestamp(day.saturating_mul(86_400), 0)
+        .map(|t| t.date_naive())
+        .ok_or_else(|| StoreError::Corrupt(format!("day {day} is out of range")))
 }
 
 /// Unix milliseconds, the database's time representation.
