@@ -168,6 +168,49 @@ fn render_invalid(path: &Path, diagnostics: &Diagnostics) -> String {
     )
 }
 
+/// Where the configuration comes from: a file (or the system default, if
+/// it exists) with the command line's overrides on top. The daemon keeps it
+/// to read the file again when it changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigSource {
+    /// `--config FILE`; `None` means the system path, if it exists.
+    pub file: Option<PathBuf>,
+    /// `--state-dir DIR`, already absolute.
+    pub state_dir: Option<PathBuf>,
+    /// `--socket PATH`.
+    pub socket: Option<PathBuf>,
+}
+
+impl ConfigSource {
+    /// The file that is (or would be) read.
+    pub fn path(&self) -> PathBuf {
+        self.file.clone().unwrap_or_else(default_config_path)
+    }
+
+    /// Reads the configuration: the file (the default path only if it
+    /// exists) with the overrides applied.
+    pub fn load(&self) -> Result<AgentConfig, ConfigError> {
+        let mut config = match &self.file {
+            Some(path) => AgentConfig::load(path)?,
+            None => {
+                let path = default_config_path();
+                if path.exists() {
+                    AgentConfig::load(&path)?
+                } else {
+                    AgentConfig::default()
+                }
+            }
+        };
+        if let Some(dir) = &self.state_dir {
+            config.state_dir = dir.clone();
+        }
+        if let Some(socket) = &self.socket {
+            config.socket_path = socket.clone();
+        }
+        Ok(config)
+    }
+}
+
 impl AgentConfig {
     /// Parses and validates a config document, reporting every problem with
     /// its line.

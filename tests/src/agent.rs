@@ -1,6 +1,7 @@
 //! A real `palisade-agent run` process for tests, with its log read line by
 //! line so a test can wait for what the agent says it did (with a deadline)
-//! instead of sleeping.
+//! instead of sleeping, and the status socket's client side (`status`,
+//! `check_now`) to drive cycles without waiting for the interval.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -21,10 +22,17 @@ pub struct RunningAgent {
 impl RunningAgent {
     /// Starts `palisade-agent run --config CONFIG`.
     pub fn start(config: &Path) -> Self {
+        Self::start_with(config, &[])
+    }
+
+    /// Starts `palisade-agent run --config CONFIG EXTRA...` (e.g. the hidden
+    /// `--host-root DIR`).
+    pub fn start_with(config: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(binary("palisade-agent"))
             .arg("run")
             .arg("--config")
             .arg(config)
+            .args(extra)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("PALISADE_LOG", "info")
@@ -75,6 +83,39 @@ impl RunningAgent {
         }
     }
 
+    /// Waits until the agent logs that a check cycle spooled a report with
+    /// a sequence above `after`; returns that sequence.
+    pub fn wait_for_cycle_after(&self, after: u64, deadline: Duration) -> u64 {
+        let line = self.wait_for(
+            &format!("a check cycle spooling a report after {after}"),
+            deadline,
+            |line| {
+                line.contains("check cycle spooled a report")
+                    && logged_sequence(line).is_some_and(|sequence| sequence > after)
+            },
+        );
+        logged_sequence(&line).unwrap_or_default()
+    }
+
+    /// Waits until the agent logs that the collector acknowledged report
+    /// `sequence`. Lines are consumed in order, so waiting for 1 and then 2
+    /// also shows that 1 was acknowledged first.
+    pub fn wait_for_acknowledged(&self, sequence: u64, deadline: Duration) {
+        self.wait_for(
+            &format!("report {sequence} acknowledged"),
+            deadline,
+            |line| {
+                line.contains("report acknowledged by the collector")
+                    && logged_sequence(line) == Some(sequence)
+            },
+        );
+    }
+
+    /// The process id, to read its memory and CPU time from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
@@ -85,6 +126,59 @@ impl RunningAgent {
         let _ = run(Path::new("/bin/kill"), &["-TERM", &pid], &[]);
         self.child.wait().ok().and_then(|status| status.code())
     }
+}
+
+/// The `sequence=N` field of a daemon log line (text format).
+pub fn logged_sequence(line: &str) -> Option<u64> {
+    let (_, rest) = line.split_once(" sequence=")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// How long a status socket exchange may take: the daemon answers from
+/// memory, so this only matters when it is stuck (`status::QUERY_TIMEOUT`).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One exchange on the agent's status socket: `request` (a JSON object) on
+/// one line out, the answer line back as JSON. A failure is an error with
+/// the socket's path, so a benchmark can report it and a test can panic.
+pub fn status_exchange(socket: &Path, request: &str) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("cannot connect to {}", socket.display()))?;
+    stream.set_read_timeout(Some(STATUS_TIMEOUT))?;
+    stream.set_write_timeout(Some(STATUS_TIMEOUT))?;
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .with_context(|| format!("cannot send a request to {}", socket.display()))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .with_context(|| format!("no answer from {}", socket.display()))?;
+    serde_json::from_slice(&answer).with_context(|| {
+        format!(
+            "the answer from {} is not JSON: {}",
+            socket.display(),
+            String::from_utf8_lossy(&answer)
+        )
+    })
+}
+
+/// The daemon's status document (`{"request":"status"}`).
+pub fn status(socket: &Path) -> anyhow::Result<serde_json::Value> {
+    status_exchange(socket, r#"{"request":"status"}"#)
+}
+
+/// Asks the daemon for a check cycle now (`{"request":"check_now"}`). Only
+/// root may: the daemon checks the peer's credentials.
+pub fn check_now(socket: &Path) -> anyhow::Result<()> {
+    let answer = status_exchange(socket, r#"{"request":"check_now"}"#)?;
+    anyhow::ensure!(
+        answer == serde_json::json!({"accepted": "check_now"}),
+        "check_now was not accepted (the tests must run as root): {answer}"
+    );
+    Ok(())
 }
 
 impl Drop for RunningAgent {

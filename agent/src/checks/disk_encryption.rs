@@ -78,6 +78,10 @@ pub struct BlockDevice {
 }
 
 impl Rule for DiskEncryption {
+    // No watched files: the rule reads /proc and /sys, which inotify cannot
+    // watch. Disks and mappings coming and going arrive as block uevents;
+    // a mount with no device change is seen at the next interval.
+
     type Policy = DiskEncryptionPolicy;
     type Facts = DiskFacts;
 

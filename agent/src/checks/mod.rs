@@ -95,6 +95,13 @@ pub trait Rule: Sync {
 
     /// Decides. Pure: no I/O, no clock.
     fn evaluate(&self, facts: &Self::Facts, policy: &Self::Policy) -> Verdict;
+
+    /// The files and directories (absolute, as on Linux) whose change can
+    /// change the verdict: the daemon watches them and checks at once when
+    /// one changes. Device changes come as uevents and need no entry here.
+    fn watched_paths(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// The object-safe face of a [`Rule`], so the registry can hold them all.
@@ -102,11 +109,17 @@ pub trait RegisteredRule: Sync {
     fn id(&self) -> &'static str;
     /// Runs the rule if the policy enables it.
     fn run(&self, host: &Host, policy: &Policy) -> Option<CheckResult>;
+    /// See [`Rule::watched_paths`].
+    fn watched_paths(&self) -> &'static [&'static str];
 }
 
 impl<R: Rule> RegisteredRule for R {
     fn id(&self) -> &'static str {
         Rule::id(self)
+    }
+
+    fn watched_paths(&self) -> &'static [&'static str] {
+        Rule::watched_paths(self)
     }
 
     fn run(&self, host: &Host, policy: &Policy) -> Option<CheckResult> {
@@ -190,4 +203,15 @@ pub fn run_checks(host: &Host, policy: &Policy, only: Option<&str>) -> Vec<Check
         .filter(|rule| only.is_none_or(|id| rule.id() == id))
         .filter_map(|rule| rule.run(host, policy))
         .collect()
+}
+
+/// Every path some rule wants watched, each once.
+pub fn watched_paths() -> Vec<&'static str> {
+    let mut paths: Vec<&'static str> = REGISTRY
+        .iter()
+        .flat_map(|rule| rule.watched_paths().iter().copied())
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    paths
 }

@@ -140,6 +140,20 @@ pub struct PasswordFacts {
 }
 
 impl Rule for PasswordRule {
+    /// libpwquality's files and the PAM stack (the admin's and the
+    /// vendor's), and login.defs.
+    fn watched_paths(&self) -> &'static [&'static str] {
+        &[
+            "/etc/security/pwquality.conf",
+            "/etc/security/pwquality.conf.d",
+            "/etc/pam.d",
+            "/etc/login.defs",
+            "/usr/lib/security/pwquality.conf",
+            "/usr/lib/security/pwquality.conf.d",
+            "/usr/lib/pam.d",
+        ]
+    }
+
     type Policy = PasswordPolicy;
     type Facts = PasswordFacts;
 
@@ -262,7 +276,7 @@ fn probe_pam(host: &Host) -> PamFacts {
 /// link with an absolute target (Fedora's `/etc/pam.d/system-auth ->
 /// /etc/authselect/system-auth`) is followed inside the root, not on the
 /// machine running the agent.
-fn read_in_root(host: &Host, absolute: &str) -> Result<Option<String>, String> {
+pub(crate) fn read_in_root(host: &Host, absolute: &str) -> Result<Option<String>, String> {
     let mut path = absolute.to_owned();
     if !host.is_live_system() {
         for _ in 0..MAX_SYMLINK_HOPS {
@@ -306,7 +320,7 @@ fn normalize_absolute(path: &str) -> String {
 /// own path when absolute, else the distributions' security directories
 /// (Debian's multiarch `/usr/lib/<triplet>/security`, Fedora's
 /// `/usr/lib64/security`).
-fn pam_module_installed(host: &Host, module: &str) -> bool {
+pub(crate) fn pam_module_installed(host: &Host, module: &str) -> bool {
     if module.starts_with('/') {
         return host.exists(module);
     }

@@ -167,6 +167,13 @@ pub struct KdeLockSettings {
 }
 
 impl Rule for ScreenLock {
+    /// The system dconf profile and databases (where a lock is set and
+    /// locked) and KDE's system-wide kscreenlockerrc. A user's own settings
+    /// live in their home and are re-read at the next interval.
+    fn watched_paths(&self) -> &'static [&'static str] {
+        &["/etc/dconf", "/etc/xdg/kscreenlockerrc"]
+    }
+
     type Policy = ScreenLockPolicy;
     type Facts = ScreenLockFacts;
 

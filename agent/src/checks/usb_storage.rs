@@ -219,7 +219,7 @@ pub const MODPROBE_CONFIG_DIRS: [&str; 5] = [
 const USBGUARD_DAEMON_CONFIG: &str = "/etc/usbguard/usbguard-daemon.conf";
 
 /// USB interface class of mass storage (usb.org "Defined Class Codes": 08h).
-const MASS_STORAGE_CLASS: u8 = 0x08;
+pub(crate) const MASS_STORAGE_CLASS: u8 = 0x08;
 
 /// How many directory levels below a mass-storage interface the walk looks
 /// for `block/`. In real sysfs it sits four levels down
@@ -229,6 +229,12 @@ const MASS_STORAGE_CLASS: u8 = 0x08;
 const BLOCK_SEARCH_DEPTH: usize = 6;
 
 impl Rule for UsbStorage {
+    /// The module blacklists and USBGuard's policy; devices themselves
+    /// arrive as USB uevents.
+    fn watched_paths(&self) -> &'static [&'static str] {
+        &["/etc/modprobe.d", "/etc/usbguard"]
+    }
+
     type Policy = UsbStoragePolicy;
     type Facts = UsbStorageFacts;
 
@@ -320,7 +326,7 @@ fn probe_usb_devices(host: &Host) -> Result<Vec<UsbDevice>, ProbeError> {
     Ok(devices.into_values().collect())
 }
 
-fn probe_device(host: &Host, name: &str, dir: &str) -> UsbDevice {
+pub(crate) fn probe_device(host: &Host, name: &str, dir: &str) -> UsbDevice {
     let mut read_problems = Vec::new();
     let mut attribute = |file: &str| match read_attribute(host, &format!("{dir}/{file}")) {
         Ok(value) => value,
@@ -354,7 +360,7 @@ fn probe_device(host: &Host, name: &str, dir: &str) -> UsbDevice {
     }
 }
 
-fn probe_interface(host: &Host, name: &str, dir: &str) -> UsbInterface {
+pub(crate) fn probe_interface(host: &Host, name: &str, dir: &str) -> UsbInterface {
     // An unreadable class is kept as `None`, which the evaluator treats as
     // "could be mass storage".
     let attribute = |file: &str| {
@@ -712,7 +718,7 @@ const FIX_READ_ONLY: &str = "Remove the USB storage device, or ask IT to add it 
 
 /// What was decided about one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Decision {
+pub(crate) enum Decision {
     /// The kernel has deauthorized the device or its storage interfaces.
     Blocked(&'static str),
     Allowlisted(String),
@@ -724,7 +730,7 @@ enum Decision {
 }
 
 impl Decision {
-    fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Self::Blocked(_) => "blocked",
             Self::Allowlisted(_) => "allowlisted",
@@ -736,7 +742,7 @@ impl Decision {
         }
     }
 
-    fn detail(&self) -> String {
+    pub(crate) fn detail(&self) -> String {
         match self {
             Self::Blocked(why) => (*why).to_owned(),
             Self::Allowlisted(entry) => format!("matches allowlist entry {entry}"),
@@ -755,7 +761,7 @@ impl Decision {
 /// removes a device's interfaces when it deauthorizes it
 /// (`usb_deauthorize_device` unsets the configuration), so there is nothing
 /// left to tell.
-fn is_mass_storage(device: &UsbDevice) -> Option<bool> {
+pub(crate) fn is_mass_storage(device: &UsbDevice) -> Option<bool> {
     if !device.authorized && device.interfaces.is_empty() {
         return None;
     }
@@ -772,7 +778,7 @@ fn is_mass_storage(device: &UsbDevice) -> Option<bool> {
     }
 }
 
-fn id_text(device: &UsbDevice) -> Option<String> {
+pub(crate) fn id_text(device: &UsbDevice) -> Option<String> {
     Some(format!(
         "{:04x}:{:04x}",
         device.vendor_id?, device.product_id?
@@ -781,7 +787,7 @@ fn id_text(device: &UsbDevice) -> Option<String> {
 
 /// `0781:5567 (SanDisk Cruzer Blade)`, or the sysfs name when the ids are
 /// unreadable.
-fn device_label(device: &UsbDevice) -> String {
+pub(crate) fn device_label(device: &UsbDevice) -> String {
     let names: Vec<&str> = [device.manufacturer.as_deref(), device.product.as_deref()]
         .into_iter()
         .flatten()
@@ -794,7 +800,7 @@ fn device_label(device: &UsbDevice) -> String {
     }
 }
 
-fn decide(device: &UsbDevice, policy: &UsbStoragePolicy) -> Decision {
+pub(crate) fn decide(device: &UsbDevice, policy: &UsbStoragePolicy) -> Decision {
     if !device.authorized {
         return Decision::Blocked("the kernel has deauthorized the device (authorized = 0)");
     }

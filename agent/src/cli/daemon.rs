@@ -9,8 +9,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use palisade_shared::envelope::{Envelope, REPORT_PAYLOAD_TYPE};
 
-use crate::config::{self, AgentConfig, CollectorUrl, EnrollSecret};
+use crate::config::{AgentConfig, CollectorUrl, ConfigSource, EnrollSecret};
 use crate::daemon;
+use crate::host::Host;
 use crate::identity::{Enrollment, Identity, KeyStore};
 
 /// Where the agent's config and state are.
@@ -30,25 +31,23 @@ pub struct AgentArgs {
 impl AgentArgs {
     /// The configuration: the file (if any) with the flags applied.
     pub fn load(&self) -> anyhow::Result<AgentConfig> {
-        let mut config = match &self.config {
-            Some(path) => AgentConfig::load(path)?,
-            None => {
-                let path = config::default_config_path();
-                if path.exists() {
-                    AgentConfig::load(&path)?
-                } else {
-                    AgentConfig::default()
-                }
-            }
+        Ok(self.source()?.load()?)
+    }
+
+    /// Where the configuration comes from, for the daemon to re-read.
+    pub fn source(&self) -> anyhow::Result<ConfigSource> {
+        let state_dir = match &self.state_dir {
+            Some(dir) => Some(
+                std::path::absolute(dir)
+                    .with_context(|| format!("bad --state-dir {}", dir.display()))?,
+            ),
+            None => None,
         };
-        if let Some(dir) = &self.state_dir {
-            config.state_dir = std::path::absolute(dir)
-                .with_context(|| format!("bad --state-dir {}", dir.display()))?;
-        }
-        if let Some(socket) = &self.socket {
-            config.socket_path = socket.clone();
-        }
-        Ok(config)
+        Ok(ConfigSource {
+            file: self.config.clone(),
+            state_dir,
+            socket: self.socket.clone(),
+        })
     }
 }
 
@@ -56,6 +55,11 @@ impl AgentArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub agent: AgentArgs,
+    /// Check a prepared tree standing in for `/` instead of this machine,
+    /// and watch the files under it (for tests; reports say so nowhere, so
+    /// never point a production agent at one).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub host_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -109,8 +113,13 @@ pub enum SpoolCommand {
 }
 
 pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let config = args.agent.load()?;
-    daemon::run(config, shutdown_signal()?).await
+    let source = args.agent.source()?;
+    let config = source.load()?;
+    let host = match &args.host_root {
+        Some(root) => Host::with_root(root),
+        None => Host::system(),
+    };
+    daemon::run(config, source, host, shutdown_signal()?).await
 }
 
 pub async fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
@@ -175,7 +184,7 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<u8> {
         (Some(socket), _) => socket.clone(),
         (None, Ok(config)) => config.socket_path,
         (None, Err(err)) => {
-            let socket = config::default_socket_path();
+            let socket = crate::config::default_socket_path();
             tracing::warn!(error = %format!("{err:#}"), socket = %socket.display(), "cannot read the config; trying the default socket");
             socket
         }

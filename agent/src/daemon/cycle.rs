@@ -1,5 +1,6 @@
-//! One check cycle of the daemon: run the rules, fill a report, link it into
-//! the chain, sign it and write it to the spool — all before anything is
+//! One check cycle of the daemon: run the rules, stamp failures with their
+//! deadlines, fill a report, link it into the chain, sign it and write it to
+//! the spool — all before anything is
 //! sent, so a crash after this returns can never lose the report.
 
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use palisade_shared::envelope::{Envelope, REPORT_PAYLOAD_TYPE};
 use palisade_shared::report::{CheckResult, CheckStatus, Event};
 use palisade_shared::{DeviceId, Policy};
 
+use super::deadlines::Deadlines;
 use crate::checks::run_checks;
 use crate::host::Host;
 use crate::identity::Identity;
@@ -32,9 +34,11 @@ pub fn run_cycle(
     identity: &Identity,
     device_id: &DeviceId,
     spool: &Arc<Mutex<Spool>>,
+    deadlines: &mut Deadlines,
     events: Vec<Event>,
 ) -> anyhow::Result<CycleOutcome> {
-    let results = run_checks(host, policy, None);
+    let mut results = run_checks(host, policy, None);
+    deadlines.apply(policy, &mut results, Utc::now());
     let failing = results
         .iter()
         .filter(|r| r.status == CheckStatus::Fail)

@@ -7,14 +7,23 @@
 //! spools a signed report, and wakes the sender, which delivers the spool in
 //! order with backoff. SIGTERM or SIGINT stop it after the write in progress.
 //!
-//! Not yet here (later steps of the daemon issue): the status socket, config
-//! reload, and the immediate cycle on file changes and USB uevents.
+//! It also checks at once, after a short debounce, when something the rules
+//! read changes: a watched file ([`triggers::FileWatch`], paths from each
+//! rule's `watched_paths`) or a USB or block device (kernel uevents). When
+//! the config file changes it is read again: a bad new file is logged with
+//! every problem and the old config stays; good changes apply at once where
+//! they can (interval, delivery settings) and the rest are named as waiting
+//! for a restart. The status socket serves the latest verdicts and takes
+//! `check_now` from root. Failing rules carry `first_failed_at` and, in
+//! `nudge` mode, a deadline ([`deadlines`]).
 
 pub mod cycle;
+pub mod deadlines;
 pub mod enroll;
 pub mod http;
 pub mod policy;
 pub mod sender;
+pub mod triggers;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -24,18 +33,27 @@ use chrono::Utc;
 use palisade_shared::DeviceId;
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::config::{AgentConfig, CollectorUrl, EnrollSecret};
+use crate::config::{AgentConfig, CollectorUrl, ConfigSource, EnrollSecret};
 use crate::host::Host;
 use crate::identity::{Enrollment, Identity, KeyStore};
 use crate::spool::Spool;
 use crate::status::{self, AgentStatus, ChangeRequest, StatusBoard};
+use triggers::Trigger;
 
 /// The environment variable a silent installer may set instead of
 /// `enroll_secret` in the config file.
 pub const ENROLL_SECRET_ENV: &str = "PALISADE_ENROLL_SECRET";
 
-/// Runs the daemon until `shutdown` resolves.
-pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// Runs the daemon until `shutdown` resolves. `source` is where `config`
+/// came from, read again when the file changes; `host` is the machine the
+/// rules check (a prepared tree in tests).
+pub async fn run(
+    config: AgentConfig,
+    source: ConfigSource,
+    host: Host,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut config = config;
     crate::durable::create_dir_private(&config.state_dir).with_context(|| {
         format!(
             "cannot create the state directory {}",
@@ -62,6 +80,20 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     // cycle, and the status server answers it "accepted" without queueing.
     let (change_tx, mut change_rx) = mpsc::channel::<ChangeRequest>(1);
     let status_task = serve_status(&config, &board, change_tx, stop_rx.clone());
+
+    // Watch from the start: a change made while the device waits for its
+    // collector is queued (bounded) and looked at after enrollment.
+    let (trigger_tx, mut trigger_rx) = mpsc::channel::<Trigger>(triggers::CHANNEL_CAPACITY);
+    let mut file_watch = start_file_watch(&host, &source, trigger_tx.clone());
+    let uevent_listener = match triggers::listen_uevents(trigger_tx.clone()) {
+        Ok(listener) => Some(listener),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen to device events; USB and disk changes are seen at the next interval");
+            None
+        }
+    };
+    drop(trigger_tx);
+
     let mut shutdown = std::pin::pin!(shutdown);
     let enrollment = tokio::select! {
         enrollment = ensure_enrolled(&config, &client, &identity) => enrollment?,
@@ -81,37 +113,49 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let device_id: DeviceId = enrollment.device_id.clone();
     board.set_enrollment(&device_id, collector.as_str());
 
-    // The sender runs beside the cycles and is woken after each one.
+    // The sender runs beside the cycles and is woken after each one. A
+    // reloaded config replaces it through `senders`.
     let wake = Arc::new(Notify::new());
-    let sender = sender::Sender::new(
+    let reports_url = enroll::endpoint(&collector, "api/v1/reports")?;
+    let (senders, mut sender_rx) = watch::channel(sender::Sender::new(
         client.clone(),
-        enroll::endpoint(&collector, "api/v1/reports")?,
+        reports_url.clone(),
         config.backoff_max(),
         config.backlog_reports_per_second,
         board.clone(),
-    );
+    ));
     let sender_task = {
         let (spool, wake, mut stop) = (Arc::clone(&spool), Arc::clone(&wake), stop_rx.clone());
         tokio::spawn(async move {
             loop {
-                sender.drain(&spool, &mut stop).await;
+                let sender = sender_rx.borrow_and_update().clone();
+                // New delivery settings interrupt a drain (even one waiting
+                // out a long backoff); an interrupted POST is safe, since a
+                // report leaves the spool only after its 2xx and the
+                // collector acknowledges a duplicate again.
+                tokio::select! {
+                    () = sender.drain(&spool, &mut stop) => {}
+                    _ = sender_rx.changed() => continue,
+                }
                 if *stop.borrow() {
                     return;
                 }
                 tokio::select! {
                     () = wake.notified() => {}
+                    _ = sender_rx.changed() => {}
                     _ = stop.changed() => return,
                 }
             }
         })
     };
 
-    let host = Host::system();
     let mut current = policy::load_last_good(&config.state_dir, Some(&pinned));
     tracing::info!(policy = %current.policy.id, version = current.policy.version, source = current.source, "policy loaded");
     board.set_policy(&current);
+    let mut deadlines = deadlines::Deadlines::load(&config.state_dir);
     let mut ticker = tokio::time::interval(config.interval());
     loop {
+        let mut events = Vec::new();
         tokio::select! {
             _ = ticker.tick() => {}
             Some(ChangeRequest::CheckNow) = change_rx.recv() => {
@@ -119,9 +163,46 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
                 // The next periodic cycle is a full interval after this one.
                 ticker.reset();
             }
+            Some(first) = trigger_rx.recv() => {
+                let burst = debounce(first, &mut trigger_rx).await;
+                if burst.iter().any(|t| *t == Trigger::ConfigChanged) {
+                    if let Some(new) = reload(&source, &config) {
+                        if new.interval_seconds != config.interval_seconds {
+                            ticker = tokio::time::interval_at(
+                                tokio::time::Instant::now() + new.interval(),
+                                new.interval(),
+                            );
+                        }
+                        if delivery_changed(&config, &new) {
+                            match http::client(&new) {
+                                Ok(client) => {
+                                    let _ = senders.send(sender::Sender::new(
+                                        client,
+                                        reports_url.clone(),
+                                        new.backoff_max(),
+                                        new.backlog_reports_per_second,
+                                        board.clone(),
+                                    ));
+                                }
+                                Err(err) => tracing::error!(error = %format!("{err:#}"), "cannot apply the new delivery settings; keeping the old ones"),
+                            }
+                        }
+                        config = new;
+                    }
+                }
+                if let Some(watch) = file_watch.as_mut() {
+                    watch.refresh();
+                }
+                let checks_affected: Vec<&Trigger> =
+                    burst.iter().filter(|t| **t != Trigger::ConfigChanged).collect();
+                if checks_affected.is_empty() {
+                    continue;
+                }
+                tracing::info!(trigger = ?checks_affected[0], count = checks_affected.len(), "something the rules read changed; checking now");
+                ticker.reset();
+            }
             () = &mut shutdown => break,
         }
-        let mut events = Vec::new();
         match policy::fetch(&client, &collector, &pinned, &current, &config.state_dir).await {
             Ok(policy::Fetched::Unchanged) => {}
             Ok(policy::Fetched::Updated(new)) => {
@@ -143,37 +224,150 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             let identity_key = identity.key.clone();
             let store = identity.store.clone();
             let board = board.clone();
+            let mut cycle_deadlines = deadlines.clone();
             tokio::task::spawn_blocking(move || {
                 let identity = Identity {
                     key: identity_key,
                     store,
                 };
-                let outcome =
-                    cycle::run_cycle(&host, &policy, &identity, &device_id, &spool, events);
+                let outcome = cycle::run_cycle(
+                    &host,
+                    &policy,
+                    &identity,
+                    &device_id,
+                    &spool,
+                    &mut cycle_deadlines,
+                    events,
+                );
                 if let Ok(spool) = spool.lock() {
                     board.set_spool(&spool);
                 }
-                outcome
+                (outcome, cycle_deadlines)
             })
             .await
         };
         match outcome {
-            Ok(Ok(outcome)) => {
+            Ok((Ok(outcome), updated)) => {
+                deadlines = updated;
                 board.set_cycle(Utc::now(), outcome.results.clone());
                 tracing::info!(sequence = outcome.sequence, failing = ?outcome.failing, "check cycle spooled a report");
                 wake.notify_one();
             }
-            Ok(Err(err)) => tracing::error!(error = %format!("{err:#}"), "check cycle failed"),
+            Ok((Err(err), _)) => tracing::error!(error = %format!("{err:#}"), "check cycle failed"),
             Err(err) => tracing::error!(error = %err, "check cycle task failed"),
         }
     }
     tracing::info!("stopping: the spool keeps whatever is not yet delivered");
     let _ = stop_tx.send(true);
+    drop(file_watch);
+    drop(uevent_listener);
     let _ = sender_task.await;
     if let Some(task) = status_task {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// Starts watching the rules' files and the config file. A watcher that
+/// cannot start (inotify limits) is logged, not fatal: the interval still
+/// catches every change, only later.
+fn start_file_watch(
+    host: &Host,
+    source: &ConfigSource,
+    triggers: mpsc::Sender<Trigger>,
+) -> Option<triggers::FileWatch> {
+    let config_file = source.path();
+    match triggers::FileWatch::start(
+        host,
+        &crate::checks::watched_paths(),
+        Some(&config_file),
+        triggers,
+    ) {
+        Ok(watch) => {
+            let dirs: Vec<String> = watch.watched().map(|d| d.display().to_string()).collect();
+            tracing::info!(watching = ?dirs, "watching the rules' files and the config");
+            Some(watch)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot watch files; changes are seen at the next interval");
+            None
+        }
+    }
+}
+
+/// Collects the rest of a burst: triggers keep coming until none has for
+/// [`triggers::DEBOUNCE`]. The quiet period is the point (one cycle per
+/// burst), not a wait for something to happen.
+async fn debounce(first: Trigger, triggers: &mut mpsc::Receiver<Trigger>) -> Vec<Trigger> {
+    let mut burst = vec![first];
+    loop {
+        match tokio::time::timeout(triggers::DEBOUNCE, triggers.recv()).await {
+            Ok(Some(next)) => {
+                if !burst.contains(&next) {
+                    burst.push(next);
+                }
+            }
+            Ok(None) | Err(_) => return burst,
+        }
+    }
+}
+
+/// Reads the config file again. A bad new file is logged with every problem
+/// and refused: the daemon keeps the config in force. Settings that cannot
+/// change under a running daemon are named in a warning.
+fn reload(source: &ConfigSource, current: &AgentConfig) -> Option<AgentConfig> {
+    let new = match source.load() {
+        Ok(new) => new,
+        Err(err) => {
+            // One log line, every problem in it: `FILE:LINE:COLUMN: key: ...`.
+            let problems = err.to_string().replace('\n', "; ");
+            tracing::error!(error = %problems, "the changed config is refused; keeping the one in force");
+            return None;
+        }
+    };
+    if new == *current {
+        return None;
+    }
+    let at_restart = restart_only_changes(current, &new);
+    if !at_restart.is_empty() {
+        tracing::warn!(keys = ?at_restart, "these settings take effect when the agent restarts");
+    }
+    tracing::info!(path = %source.path().display(), "config reloaded");
+    Some(new)
+}
+
+/// Settings the running daemon has built into open files and sockets.
+fn restart_only_changes(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if old.state_dir != new.state_dir {
+        keys.push("state_dir");
+    }
+    if old.socket_path != new.socket_path {
+        keys.push("socket_path");
+    }
+    if old.spool_max_reports != new.spool_max_reports {
+        keys.push("spool_max_reports");
+    }
+    if old.spool_max_bytes != new.spool_max_bytes {
+        keys.push("spool_max_bytes");
+    }
+    if old.log_format != new.log_format {
+        keys.push("log_format");
+    }
+    if old.collector_url != new.collector_url {
+        // After enrollment the collector is the one enrolled with.
+        keys.push("collector_url");
+    }
+    keys
+}
+
+/// Whether the sender must be rebuilt.
+fn delivery_changed(old: &AgentConfig, new: &AgentConfig) -> bool {
+    old.ca_file != new.ca_file
+        || old.request_timeout_seconds != new.request_timeout_seconds
+        || old.connect_timeout_seconds != new.connect_timeout_seconds
+        || old.backoff_max_seconds != new.backoff_max_seconds
+        || old.backlog_reports_per_second != new.backlog_reports_per_second
 }
 
 /// Starts the status socket. A socket that cannot be bound is logged, not
