@@ -48,6 +48,7 @@ fn try_main(cli: Cli) -> anyhow::Result<u8> {
     };
     match cli.command {
         Command::Check(args) => cli::check::run(&args),
+        Command::Enforce(args) => cli::enforce::run(&args),
         Command::Run(args) => runtime()?
             .block_on(cli::daemon::run(&args))
             .map(|()| exit::COMPLIANT),
@@ -58,5 +59,6 @@ fn try_main(cli: Cli) -> anyhow::Result<u8> {
         Command::Status(args) => runtime()?.block_on(cli::daemon::status(&args)),
         Command::Identity(args) => cli::daemon::identity(&args).map(|()| exit::COMPLIANT),
         Command::Spool(command) => cli::daemon::spool(&command).map(|()| exit::COMPLIANT),
+        Command::Nudge(args) => runtime()?.block_on(cli::nudge::run(&args)),
     }
 }

@@ -14,10 +14,12 @@
 // clippy.toml allows inside `#[test]` functions.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
-use palisade_agent::host::{CommandOutput, CommandSpec, Host};
 use serde_json::Value;
+use support::{Run, Tree};
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -25,136 +27,42 @@ const FIXTURES: &str = concat!(
 );
 
 /// One run of the agent against a prepared tree.
-struct Scenario {
-    temp: tempfile::TempDir,
-}
+struct Scenario(Tree);
 
 impl Scenario {
     /// A temp dir holding a copy of the fixture tree `scenario` as `root/`.
     fn from_fixture(scenario: &str) -> Self {
-        let temp = tempfile::tempdir().unwrap();
-        copy_tree(
-            &Path::new(FIXTURES).join(scenario),
-            &temp.path().join("root"),
-        );
-        Self { temp }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.temp.path().join("root")
+        Self(Tree::from_fixture(FIXTURES, scenario))
     }
 
     fn write(&self, relative: &str, text: &str) {
-        let path = self.root().join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
+        self.0.write(relative, text);
     }
 
     /// Writes a policy enabling only `password_policy`, with the given extra
     /// keys; returns its path.
     fn policy(&self, keys: &str) -> PathBuf {
-        let text = format!(
+        self.0.policy_file(&format!(
             "[policy]\nid = \"t\"\nversion = 1\n[rules.password_policy]\nmode = \"audit\"\n{keys}\n"
-        );
-        let path = self.temp.path().join("policy.toml");
-        std::fs::write(&path, text).unwrap();
-        path
+        ))
     }
 
     /// Runs the check; `policy` `None` uses the built-in baseline
     /// (min_length 12, no class or expiry rule).
     fn check(&self, policy: Option<&Path>) -> Run {
-        let mut command = CommandSpec::new(env!("CARGO_BIN_EXE_palisade-agent"))
-            .arg("check")
-            .arg("--rule")
-            .arg("password_policy")
-            .arg("--json")
-            .arg("--host-root")
-            .arg(self.root().display().to_string());
-        if let Some(policy) = policy {
-            command = command.arg("--policy").arg(policy.display().to_string());
-        }
-        let output = Host::system().run(&command).unwrap();
-        Run {
-            command: command.display(),
-            output,
-            tree: listing(&self.root()),
-        }
+        self.0.check("password_policy", policy)
     }
 }
 
-/// What a run printed, with what is needed to explain a failure.
-struct Run {
-    command: String,
-    output: CommandOutput,
-    tree: Vec<String>,
+/// The verdict assertion for this rule.
+trait ExpectVerdict {
+    fn expect(&self, exit_code: i32, status: &str) -> Value;
 }
 
-impl Run {
-    fn explain(&self) -> String {
-        format!(
-            "command: {}\nexit: {:?}\nstdout:\n{}\nstderr:\n{}\nfiles:\n{}",
-            self.command,
-            self.output.exit_code,
-            self.output.stdout,
-            self.output.stderr,
-            self.tree.join("\n")
-        )
-    }
-
-    /// Asserts the exit code and the verdict; returns the check's JSON.
+impl ExpectVerdict for Run {
     fn expect(&self, exit_code: i32, status: &str) -> Value {
-        assert_eq!(self.output.exit_code, Some(exit_code), "{}", self.explain());
-        let report: Value = serde_json::from_str(&self.output.stdout)
-            .unwrap_or_else(|err| panic!("stdout is not JSON ({err})\n{}", self.explain()));
-        let checks = report["checks"].as_array().unwrap();
-        assert_eq!(checks.len(), 1, "{}", self.explain());
-        let check = checks[0].clone();
-        assert_eq!(check["id"], "password_policy", "{}", self.explain());
-        assert_eq!(check["status"], status, "{}", self.explain());
-        check
+        self.expect_check("password_policy", exit_code, status)
     }
-
-    fn expect_summary(&self, check: &Value, parts: &[&str]) {
-        let summary = check["summary"].as_str().unwrap();
-        for part in parts {
-            assert!(
-                summary.contains(part),
-                "summary lacks {part:?}\n{}",
-                self.explain()
-            );
-        }
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-fn listing(root: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.push(path.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 #[test]

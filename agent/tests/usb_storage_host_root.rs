@@ -13,10 +13,12 @@
 // clippy.toml allows inside `#[test]` functions.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
-use palisade_agent::host::{CommandOutput, CommandSpec, Host};
 use serde_json::Value;
+use support::{Run, Tree};
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -24,138 +26,49 @@ const FIXTURES: &str = concat!(
 );
 
 /// One run of the agent against a prepared tree.
-struct Scenario {
-    temp: tempfile::TempDir,
-}
+struct Scenario(Tree);
 
 impl Scenario {
     /// A temp dir holding a copy of the fixture tree `scenario` as `root/`.
     fn from_fixture(scenario: &str) -> Self {
-        let temp = tempfile::tempdir().unwrap();
-        copy_tree(
-            &Path::new(FIXTURES).join(scenario),
-            &temp.path().join("root"),
-        );
-        Self { temp }
+        Self(Tree::from_fixture(FIXTURES, scenario))
     }
 
     /// Adds another fixture tree on top (e.g. a kmod configuration).
     fn with_fixture(self, scenario: &str) -> Self {
-        copy_tree(&Path::new(FIXTURES).join(scenario), &self.root());
+        self.0.add_fixture(FIXTURES, scenario);
         self
     }
 
-    fn root(&self) -> PathBuf {
-        self.temp.path().join("root")
-    }
-
     fn write(&self, relative: &str, text: &str) {
-        let path = self.root().join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
+        self.0.write(relative, text);
     }
 
     /// Writes a minimal policy enabling only `usb_storage`; returns its path.
     fn policy(&self, storage: &str, allow: &[&str]) -> PathBuf {
         let allow: Vec<String> = allow.iter().map(|entry| format!("{entry:?}")).collect();
-        let text = format!(
+        self.0.policy_file(&format!(
             "[policy]\nid = \"t\"\nversion = 1\n[rules.usb_storage]\nmode = \"audit\"\n\
              storage = \"{storage}\"\nallow = [{}]\n",
             allow.join(", ")
-        );
-        let path = self.temp.path().join("policy.toml");
-        std::fs::write(&path, text).unwrap();
-        path
+        ))
     }
 
     /// Runs the check; `policy` `None` uses the built-in baseline.
     fn check(&self, policy: Option<&Path>) -> Run {
-        let mut command = CommandSpec::new(env!("CARGO_BIN_EXE_palisade-agent"))
-            .arg("check")
-            .arg("--rule")
-            .arg("usb_storage")
-            .arg("--json")
-            .arg("--host-root")
-            .arg(self.root().display().to_string());
-        if let Some(policy) = policy {
-            command = command.arg("--policy").arg(policy.display().to_string());
-        }
-        let output = Host::system().run(&command).unwrap();
-        Run {
-            command: command.display(),
-            output,
-            tree: listing(&self.root()),
-        }
+        self.0.check("usb_storage", policy)
     }
 }
 
-/// What a run printed, with what is needed to explain a failure.
-struct Run {
-    command: String,
-    output: CommandOutput,
-    tree: Vec<String>,
+/// The verdict assertion for this rule.
+trait ExpectVerdict {
+    fn expect(&self, exit_code: i32, status: &str) -> Value;
 }
 
-impl Run {
-    fn explain(&self) -> String {
-        format!(
-            "command: {}\nexit: {:?}\nstdout:\n{}\nstderr:\n{}\nfiles:\n{}",
-            self.command,
-            self.output.exit_code,
-            self.output.stdout,
-            self.output.stderr,
-            self.tree.join("\n")
-        )
-    }
-
-    /// Asserts the exit code and the verdict; returns the check's JSON.
+impl ExpectVerdict for Run {
     fn expect(&self, exit_code: i32, status: &str) -> Value {
-        assert_eq!(self.output.exit_code, Some(exit_code), "{}", self.explain());
-        let report: Value = serde_json::from_str(&self.output.stdout)
-            .unwrap_or_else(|err| panic!("stdout is not JSON ({err})\n{}", self.explain()));
-        let checks = report["checks"].as_array().unwrap();
-        assert_eq!(checks.len(), 1, "{}", self.explain());
-        let check = checks[0].clone();
-        assert_eq!(check["id"], "usb_storage", "{}", self.explain());
-        assert_eq!(check["status"], status, "{}", self.explain());
-        check
+        self.expect_check("usb_storage", exit_code, status)
     }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-fn listing(root: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                let relative = path
-                    .strip_prefix(root)
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string();
-                files.push(format!("{relative}: {}", text.lines().next().unwrap_or("")));
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 #[test]

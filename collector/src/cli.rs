@@ -71,6 +71,37 @@ pub enum Command {
     /// API tokens for the admin API.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Dashboard users (IT staff who log in to the web pages).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a dashboard user. The password is read from standard input
+    /// when it is not a terminal (its first line), else asked for twice
+    /// without echo; at least 12 characters.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, value_name = "NAME")]
+        username: String,
+        /// `viewer` sees everything; `admin` also revokes devices, sets
+        /// policy, creates secrets and grants exceptions.
+        #[arg(long, value_enum)]
+        role: TokenRole,
+    },
+    /// List dashboard users (never their password hashes).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a dashboard user; their sessions end at once.
+    Delete {
+        #[command(flatten)]
+        store: StoreArgs,
+        username: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -330,6 +361,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(command) => run_token(command).await,
+        Command::User(command) => run_user(command).await,
         Command::Policy(PolicyCommand::Set { store, file }) => {
             let config = CollectorConfig::load(&store.overrides())?;
             let text = std::fs::read_to_string(&file)
@@ -429,6 +461,125 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The most characters a user name may have: a name, not a document.
+const MAX_USERNAME_CHARS: usize = 64;
+
+async fn run_user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Create {
+            store,
+            username,
+            role,
+        } => {
+            let username = username.trim().to_owned();
+            if username.is_empty()
+                || username.chars().count() > MAX_USERNAME_CHARS
+                || username.chars().any(char::is_control)
+            {
+                bail!(
+                    "--username must be 1 to {MAX_USERNAME_CHARS} characters without control \
+                     characters"
+                );
+            }
+            let config = CollectorConfig::load(&store.overrides())?;
+            let password = read_new_password()?;
+            crate::web::auth::check_new_password(&password).map_err(anyhow::Error::msg)?;
+            let hash = crate::web::auth::hash_password(&password)
+                .map_err(|err| anyhow::anyhow!("cannot hash the password: {err}"))?;
+            drop(password);
+            let store = open_store(&config).await?;
+            let role = Role::from(role);
+            let now = Utc::now();
+            let created = store
+                .create_admin_user(&crate::store::NewAdminUser {
+                    username: username.clone(),
+                    password_hash: hash,
+                    role,
+                    created_at: now,
+                })
+                .await?;
+            if !created {
+                bail!("a user named {username:?} already exists");
+            }
+            store
+                .append_audit(&AuditEntry {
+                    at: now,
+                    actor: cli_actor(),
+                    action: "user.create".into(),
+                    target: username.clone(),
+                    details_json: serde_json::json!({ "role": role.as_str() }).to_string(),
+                })
+                .await?;
+            println!("{} user {username} created", role.as_str());
+            Ok(())
+        }
+        UserCommand::List { store } => {
+            let config = CollectorConfig::load(&store.overrides())?;
+            let store = open_store(&config).await?;
+            let now = Utc::now();
+            for user in store.list_admin_users().await? {
+                let state = match user.locked_until {
+                    Some(until) if until > now => format!("locked until {}", until.to_rfc3339()),
+                    _ => "active".to_owned(),
+                };
+                println!(
+                    "{}\t{}\tcreated {}\t{state}",
+                    user.username,
+                    user.role.as_str(),
+                    user.created_at.to_rfc3339()
+                );
+            }
+            Ok(())
+        }
+        UserCommand::Delete { store, username } => {
+            let config = CollectorConfig::load(&store.overrides())?;
+            let store = open_store(&config).await?;
+            if !store.delete_admin_user(&username).await? {
+                bail!("no user {username:?}");
+            }
+            store
+                .append_audit(&AuditEntry {
+                    at: Utc::now(),
+                    actor: cli_actor(),
+                    action: "user.delete".into(),
+                    target: username.clone(),
+                    details_json: "{}".into(),
+                })
+                .await?;
+            println!("user {username} deleted");
+            Ok(())
+        }
+    }
+}
+
+/// The new user's password: the first line of standard input when it is
+/// not a terminal (scripts, tests), else typed twice without echo.
+fn read_new_password() -> anyhow::Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        let password = line
+            .strip_suffix('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .unwrap_or(&line)
+            .to_owned();
+        return Ok(password);
+    }
+    let first = rpassword::prompt_password("Password (at least 12 characters): ")
+        .context("cannot read the password")?;
+    let second =
+        rpassword::prompt_password("Password again: ").context("cannot read the password")?;
+    if first != second {
+        bail!("the two passwords differ; nothing was changed");
+    }
+    Ok(first)
+}
+
 async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let store = open_store(&config).await?;
@@ -477,6 +628,12 @@ async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
             clock_skew_seconds: config.clock_skew_seconds,
         },
         enroll_guard: Arc::default(),
+        web: crate::web::WebSettings {
+            // Plain HTTP is allowed on loopback only (config.rs); there a
+            // browser would drop a `Secure` cookie.
+            secure_cookies: !matches!(transport, Transport::Plain),
+            unknown_users: Arc::default(),
+        },
     };
     tracing::info!(%address, database = %redact_url(&config.database_url), "collector listening");
     // A line for people and scripts: the URL to reach this collector.

@@ -289,6 +289,7 @@ fn linked_report(device: &Device, sequence: u64, variant: u32) -> IncomingReport
         os_name: "Debian GNU/Linux".to_owned(),
         os_version: format!("12.{sequence}"),
         agent_version: "0.2.0".to_owned(),
+        console_user: None,
         policy_id: "baseline".to_owned(),
         policy_version: 3,
         verdicts: vec![

@@ -7,9 +7,11 @@
 //! test executable; `tests/run` builds them before running the tests.
 
 pub mod agent;
+pub mod browser;
 pub mod collector;
 pub mod databases;
 pub mod device;
+pub mod fleet;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -265,6 +265,12 @@ struct ProbeContext<'h> {
     agent_uid: Option<u32>,
 }
 
+/// The sessions logind lists, for the report's console user; `None` when
+/// they cannot be read (no logind, or not allowed).
+pub(crate) fn logind_sessions(host: &Host) -> Option<Vec<LogindSession>> {
+    read_logind_sessions(host).ok().flatten()
+}
+
 /// Every session file logind lists; `None` when the directory does not exist.
 fn read_logind_sessions(host: &Host) -> Result<Option<Vec<LogindSession>>, ProbeError> {
     let names = match host.list_dir(LOGIND_SESSIONS_DIR) {

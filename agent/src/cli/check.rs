@@ -48,7 +48,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     };
     let results = checks::run_checks(&host, &policy, args.rule.as_deref());
     if args.json {
-        let report = crate::report::standalone_report(&policy, results.clone());
+        let report = crate::report::standalone_report(&host, &policy, results.clone());
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{}", table(&results));

@@ -159,9 +159,10 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<u8> {
         .as_ref()
         .and_then(|e| e.policy_verifying_key().ok());
     let current = daemon::policy::load_last_good(&config.state_dir, pinned.as_ref());
-    let results = crate::checks::run_checks(&crate::host::Host::system(), &current.policy, None);
+    let host = crate::host::Host::system();
+    let results = crate::checks::run_checks(&host, &current.policy, None);
     let code = super::check::exit_code(&results);
-    let mut report = crate::report::standalone_report(&current.policy, results);
+    let mut report = crate::report::standalone_report(&host, &current.policy, results);
     if let Some(enrollment) = &enrollment {
         report.device_id = enrollment.device_id.clone();
     }

@@ -2,6 +2,8 @@
 
 pub mod check;
 pub mod daemon;
+pub mod enforce;
+pub mod nudge;
 
 use std::path::Path;
 
@@ -52,6 +54,9 @@ pub enum LogFormatArg {
 pub enum Command {
     /// Check this machine once against the policy and print the verdicts.
     Check(check::CheckArgs),
+    /// Enforce the policy's rules on this machine (or show what would change,
+    /// or undo a rule's changes).
+    Enforce(enforce::EnforceArgs),
     /// Run the daemon: check, report, deliver, until SIGTERM.
     Run(daemon::RunArgs),
     /// Enroll this device with a collector.
@@ -65,6 +70,8 @@ pub enum Command {
     /// Inspect the spool of reports waiting to be sent.
     #[command(subcommand)]
     Spool(daemon::SpoolCommand),
+    /// Show this desktop session's user what to fix, as notifications (run at login).
+    Nudge(nudge::NudgeArgs),
 }
 
 /// Reads and validates a policy file; every problem is reported as

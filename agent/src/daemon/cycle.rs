@@ -3,6 +3,7 @@
 //! the spool — all before anything is
 //! sent, so a crash after this returns can never lose the report.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
@@ -13,6 +14,7 @@ use palisade_shared::{DeviceId, Policy};
 
 use super::deadlines::Deadlines;
 use crate::checks::run_checks;
+use crate::enforce::{EnforceContext, enforce_failing};
 use crate::host::Host;
 use crate::identity::Identity;
 use crate::spool::Spool;
@@ -24,27 +26,55 @@ pub struct CycleOutcome {
     pub failing: Vec<String>,
     /// The verdicts, for the status socket.
     pub results: Vec<CheckResult>,
+    /// What the enforcers did (settings changed, USB devices blocked), for
+    /// the status socket, where the nudge helper tells the user.
+    pub enforced: Vec<Event>,
 }
 
-/// Runs every rule and spools the signed report. Blocking: call it from
-/// `spawn_blocking`.
+/// What one cycle works with.
+#[derive(Debug, Clone, Copy)]
+pub struct CycleInputs<'a> {
+    pub host: &'a Host,
+    pub policy: &'a Policy,
+    pub identity: &'a Identity,
+    pub device_id: &'a DeviceId,
+    pub spool: &'a Arc<Mutex<Spool>>,
+    /// Where the enforcers keep the originals they replaced.
+    pub state_dir: &'a Path,
+}
+
+/// Runs every rule, lets the enforcers fix what the policy says to enforce
+/// (the re-check's verdict is what gets reported), stamps deadlines, and
+/// spools the signed report. Blocking: call it from `spawn_blocking`.
 pub fn run_cycle(
-    host: &Host,
-    policy: &Policy,
-    identity: &Identity,
-    device_id: &DeviceId,
-    spool: &Arc<Mutex<Spool>>,
+    inputs: CycleInputs<'_>,
     deadlines: &mut Deadlines,
-    events: Vec<Event>,
+    mut events: Vec<Event>,
 ) -> anyhow::Result<CycleOutcome> {
+    let CycleInputs {
+        host,
+        policy,
+        identity,
+        device_id,
+        spool,
+        state_dir,
+    } = inputs;
     let mut results = run_checks(host, policy, None);
+    let enforcement = EnforceContext {
+        host,
+        policy,
+        state_dir,
+        dry_run: false,
+    };
+    let enforced = enforce_failing(&enforcement, &mut results);
+    events.extend(enforced.iter().cloned());
     deadlines.apply(policy, &mut results, Utc::now());
     let failing = results
         .iter()
         .filter(|r| r.status == CheckStatus::Fail)
         .map(|r| r.id.to_string())
         .collect();
-    let mut report = crate::report::standalone_report(policy, results.clone());
+    let mut report = crate::report::standalone_report(host, policy, results.clone());
     report.device_id = device_id.clone();
     report.events = events;
     let mut spool = spool
@@ -66,5 +96,6 @@ pub fn run_cycle(
         sequence: appended.sequence,
         failing,
         results,
+        enforced,
     })
 }

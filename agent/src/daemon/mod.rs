@@ -30,7 +30,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use chrono::Utc;
-use palisade_shared::DeviceId;
+use palisade_shared::policy::UsbStorageMode;
+use palisade_shared::report::Event;
+use palisade_shared::{DeviceId, Policy};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::config::{AgentConfig, CollectorUrl, ConfigSource, EnrollSecret};
@@ -85,7 +87,12 @@ pub async fn run(
     // collector is queued (bounded) and looked at after enrollment.
     let (trigger_tx, mut trigger_rx) = mpsc::channel::<Trigger>(triggers::CHANNEL_CAPACITY);
     let mut file_watch = start_file_watch(&host, &source, trigger_tx.clone());
-    let uevent_listener = match triggers::listen_uevents(trigger_tx.clone()) {
+    let senders = if host.is_live_system() {
+        triggers::UeventSenders::KernelOnly
+    } else {
+        triggers::UeventSenders::AnyRootProcess
+    };
+    let uevent_listener = match triggers::listen_uevents(trigger_tx.clone(), senders) {
         Ok(listener) => Some(listener),
         Err(err) => {
             tracing::warn!(error = %err, "cannot listen to device events; USB and disk changes are seen at the next interval");
@@ -153,9 +160,13 @@ pub async fn run(
     tracing::info!(policy = %current.policy.id, version = current.policy.version, source = current.source, "policy loaded");
     board.set_policy(&current);
     let mut deadlines = deadlines::Deadlines::load(&config.state_dir);
+    let mut pending_events = sweep_usb(&host, &current.policy).await;
+    for event in &pending_events {
+        board.record_event(event.clone());
+    }
     let mut ticker = tokio::time::interval(config.interval());
     loop {
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut pending_events);
         tokio::select! {
             _ = ticker.tick() => {}
             Some(ChangeRequest::CheckNow) = change_rx.recv() => {
@@ -164,8 +175,26 @@ pub async fn run(
                 ticker.reset();
             }
             Some(first) = trigger_rx.recv() => {
-                let burst = debounce(first, &mut trigger_rx).await;
-                if burst.iter().any(|t| *t == Trigger::ConfigChanged) {
+                // Collect the rest of the burst: triggers keep coming until
+                // none has for DEBOUNCE (the quiet period is the point: one
+                // cycle per burst). A USB stick is stopped as its event
+                // arrives, not after the burst.
+                let mut burst: Vec<Trigger> = Vec::new();
+                let mut next = Some(first);
+                while let Some(trigger) = next {
+                    if let Some(event) = enforce_usb_now(&host, &current.policy, &trigger).await {
+                        board.record_event(event.clone());
+                        events.push(event);
+                    }
+                    if !burst.contains(&trigger) {
+                        burst.push(trigger);
+                    }
+                    next = tokio::time::timeout(triggers::DEBOUNCE, trigger_rx.recv())
+                        .await
+                        .ok()
+                        .flatten();
+                }
+                if burst.contains(&Trigger::ConfigChanged) {
                     if let Some(new) = reload(&source, &config) {
                         if new.interval_seconds != config.interval_seconds {
                             ticker = tokio::time::interval_at(
@@ -196,6 +225,9 @@ pub async fn run(
                 let checks_affected: Vec<&Trigger> =
                     burst.iter().filter(|t| **t != Trigger::ConfigChanged).collect();
                 if checks_affected.is_empty() {
+                    // Nothing to check; events waiting for a report keep
+                    // waiting for the next one.
+                    pending_events = events;
                     continue;
                 }
                 tracing::info!(trigger = ?checks_affected[0], count = checks_affected.len(), "something the rules read changed; checking now");
@@ -225,20 +257,21 @@ pub async fn run(
             let store = identity.store.clone();
             let board = board.clone();
             let mut cycle_deadlines = deadlines.clone();
+            let state_dir = config.state_dir.clone();
             tokio::task::spawn_blocking(move || {
                 let identity = Identity {
                     key: identity_key,
                     store,
                 };
-                let outcome = cycle::run_cycle(
-                    &host,
-                    &policy,
-                    &identity,
-                    &device_id,
-                    &spool,
-                    &mut cycle_deadlines,
-                    events,
-                );
+                let inputs = cycle::CycleInputs {
+                    host: &host,
+                    policy: &policy,
+                    identity: &identity,
+                    device_id: &device_id,
+                    spool: &spool,
+                    state_dir: &state_dir,
+                };
+                let outcome = cycle::run_cycle(inputs, &mut cycle_deadlines, events);
                 if let Ok(spool) = spool.lock() {
                     board.set_spool(&spool);
                 }
@@ -250,6 +283,9 @@ pub async fn run(
             Ok((Ok(outcome), updated)) => {
                 deadlines = updated;
                 board.set_cycle(Utc::now(), outcome.results.clone());
+                for event in outcome.enforced {
+                    board.record_event(event);
+                }
                 tracing::info!(sequence = outcome.sequence, failing = ?outcome.failing, "check cycle spooled a report");
                 wake.notify_one();
             }
@@ -295,19 +331,70 @@ fn start_file_watch(
     }
 }
 
-/// Collects the rest of a burst: triggers keep coming until none has for
-/// [`triggers::DEBOUNCE`]. The quiet period is the point (one cycle per
-/// burst), not a wait for something to happen.
-async fn debounce(first: Trigger, triggers: &mut mpsc::Receiver<Trigger>) -> Vec<Trigger> {
-    let mut burst = vec![first];
-    loop {
-        match tokio::time::timeout(triggers::DEBOUNCE, triggers.recv()).await {
-            Ok(Some(next)) => {
-                if !burst.contains(&next) {
-                    burst.push(next);
-                }
-            }
-            Ok(None) | Err(_) => return burst,
+/// Blocks (or write-protects) a USB storage device the moment the kernel
+/// announces it, when the policy enforces usb_storage: before anything can
+/// mount it. The event goes into the next report and to the nudge helper.
+async fn enforce_usb_now(host: &Host, policy: &Policy, trigger: &Trigger) -> Option<Event> {
+    let Trigger::Device(uevent) = trigger else {
+        return None;
+    };
+    // In read_only mode the disk appears after the USB device, so the
+    // disk's own add event is the moment to act.
+    let read_only = policy
+        .usb_storage
+        .as_ref()
+        .is_some_and(|usb| usb.storage == UsbStorageMode::ReadOnly);
+    let usb_disk_added = uevent.action == "add"
+        && uevent.subsystem == "block"
+        && uevent.devpath.contains("/usb");
+    let path = if uevent.is_usb_device_added() {
+        uevent.sysfs_path()
+    } else if read_only && usb_disk_added {
+        // `.../usb2/2-1/2-1:1.0/host0/target0:0:0/0:0:0:0/block/sda`: the
+        // USB interface is the part before the SCSI host.
+        let sysfs = uevent.sysfs_path();
+        match sysfs.split_once("/host") {
+            Some((interface, _)) => interface.to_owned(),
+            None => return None,
+        }
+    } else {
+        return None;
+    };
+    let (host, policy) = (host.clone(), policy.clone());
+    let outcome = tokio::task::spawn_blocking(move || {
+        crate::enforce::usb::on_device_added(&host, &policy, std::path::Path::new(&path))
+    })
+    .await;
+    match outcome {
+        Ok(Ok(Some(event))) => {
+            tracing::warn!(device = %uevent.devpath, details = ?event.details, "blocked a USB storage device the policy does not allow");
+            Some(event)
+        }
+        Ok(Ok(None)) => None,
+        Ok(Err(err)) => {
+            tracing::error!(device = %uevent.devpath, error = %format!("{err:#}"), "cannot enforce the USB storage rule on a new device");
+            None
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "USB enforcement task failed");
+            None
+        }
+    }
+}
+
+/// Blocks the USB storage devices already present at start (they may have
+/// been plugged in while the agent was stopped and the udev rule missing).
+async fn sweep_usb(host: &Host, policy: &Policy) -> Vec<Event> {
+    let (host, policy) = (host.clone(), policy.clone());
+    match tokio::task::spawn_blocking(move || crate::enforce::usb::sweep(&host, &policy)).await {
+        Ok(Ok(events)) => events,
+        Ok(Err(err)) => {
+            tracing::error!(error = %format!("{err:#}"), "cannot check the USB devices present at start");
+            Vec::new()
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "USB sweep task failed");
+            Vec::new()
         }
     }
 }

@@ -271,7 +271,10 @@ impl Uevent {
 /// raw descriptor with tokio needs it); the receive timeout lets the thread
 /// notice a stopped daemon.
 #[cfg(target_os = "linux")]
-pub fn listen_uevents(triggers: mpsc::Sender<Trigger>) -> std::io::Result<UeventListener> {
+pub fn listen_uevents(
+    triggers: mpsc::Sender<Trigger>,
+    senders: UeventSenders,
+) -> std::io::Result<UeventListener> {
     use rustix::net::netlink::{self, SocketAddrNetlink};
     use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType, sockopt};
 
@@ -311,7 +314,7 @@ pub fn listen_uevents(triggers: mpsc::Sender<Trigger>) -> std::io::Result<Uevent
                 let from_kernel = sender
                     .and_then(|address| SocketAddrNetlink::try_from(address).ok())
                     .is_some_and(|address| address.pid() == 0);
-                if !from_kernel {
+                if !from_kernel && senders == UeventSenders::KernelOnly {
                     continue;
                 }
                 let Some(event) = buffer.get(..length).and_then(Uevent::parse) else {
@@ -325,6 +328,17 @@ pub fn listen_uevents(triggers: mpsc::Sender<Trigger>) -> std::io::Result<Uevent
     Ok(UeventListener { _thread: thread })
 }
 
+/// Whose uevents count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UeventSenders {
+    /// The live system: only the kernel speaks for its devices.
+    KernelOnly,
+    /// A host root (tests): its devices are a prepared tree the kernel knows
+    /// nothing about, so uevents for them are emulated by a root process
+    /// (sending to the kernel's group needs CAP_NET_ADMIN).
+    AnyRootProcess,
+}
+
 /// The uevent thread; it ends by itself within a second of the daemon
 /// dropping the trigger receiver.
 #[derive(Debug)]
@@ -334,7 +348,10 @@ pub struct UeventListener {
 
 /// Other systems: no uevents; device changes are seen at the next interval.
 #[cfg(not(target_os = "linux"))]
-pub fn listen_uevents(_triggers: mpsc::Sender<Trigger>) -> std::io::Result<UeventListener> {
+pub fn listen_uevents(
+    _triggers: mpsc::Sender<Trigger>,
+    _senders: UeventSenders,
+) -> std::io::Result<UeventListener> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
         "device events are only watched on Linux",

@@ -364,7 +364,8 @@ fn the_board_reads_counts_from_the_spool() {
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let policy = crate::daemon::policy::baseline().policy;
     for _ in 0..2 {
-        let mut report = crate::report::standalone_report(&policy, Vec::new());
+        let mut report =
+            crate::report::standalone_report(&crate::host::Host::system(), &policy, Vec::new());
         report.device_id = DeviceId::new("dev_1");
         spool.next_link().apply_to(&mut report, at(9, 0, 0));
         let envelope = palisade_shared::Envelope::sign(

@@ -9,9 +9,10 @@
 //! in one module each; none of them touches the database except through
 //! [`crate::store`].
 //!
-//! The router is built only from the [`ROUTES`] table (the `routes!` macro
-//! below), so the OpenAPI test can compare what is served with what is
-//! documented.
+//! The API router is built only from the [`ROUTES`] table (the `routes!`
+//! macro below), so the OpenAPI test can compare what is served with what
+//! is documented. The dashboard's HTML pages ([`crate::web`]) are merged in
+//! beside it: they are for people, not part of the API document.
 
 pub mod admin;
 pub mod enroll;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     pub limits: Limits,
     pub enroll_guard: Arc<enroll::FailedAttempts>,
+    /// The dashboard's settings and login guard.
+    pub web: crate::web::WebSettings,
 }
 
 /// Request limits from the configuration.
@@ -93,6 +96,7 @@ routes! {
 pub fn router(state: AppState) -> Router {
     let max_body = state.limits.max_body_bytes;
     routed()
+        .merge(crate::web::router())
         .fallback(no_route)
         // Bodies over the limit are refused with 413 before they are read
         // into memory.

@@ -290,6 +290,7 @@ mod tests {
             os_name: "linux".to_owned(),
             os_version: "12".to_owned(),
             agent_version: "0.1.0".to_owned(),
+            console_user: None,
             policy_id: "baseline".to_owned(),
             policy_version: 1,
             verdicts: vec![

@@ -834,6 +834,8 @@ pub trait StoreBackend {
         filter: &ExceptionFilter,
     ) -> Result<Vec<ExceptionRecord>, StoreError>;
 
+    /// Every OS name among the devices, sorted, for the dashboard's filter.
+    async fn os_names(&self) -> Result<Vec<String>, StoreError>;
     /// Every stored policy revision, newest first, at most `limit`.
     async fn policy_versions(&self, limit: u32) -> Result<Vec<PolicyVersionInfo>, StoreError>;
 
@@ -954,6 +956,7 @@ delegate! {
     async fn devices_by_status(&self, at: DateTime<Utc>) -> Result<DeviceStatusCounts, StoreError>;
     async fn grant_exception(&self, exception: &NewException) -> Result<Option<ExceptionRecord>, StoreError>;
     async fn list_exceptions(&self, filter: &ExceptionFilter) -> Result<Vec<ExceptionRecord>, StoreError>;
+    async fn os_names(&self) -> Result<Vec<String>, StoreError>;
     async fn policy_versions(&self, limit: u32) -> Result<Vec<PolicyVersionInfo>, StoreError>;
     async fn create_admin_user(&self, user: &NewAdminUser) -> Result<bool, StoreError>;
     async fn admin_user(&self, username: &str) -> Result<Option<StoredAdminUser>, StoreError>;

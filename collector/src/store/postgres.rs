@@ -29,14 +29,15 @@ use sqlx::{Postgres, Row, Transaction};
 use super::batch_plan::{ChainHead, VerdictUpsert, batch_devices, plan_batch};
 use super::fleet_sql::{self, Bind, Dialect, Sql};
 use super::{
-    ApiTokenInfo, AuditEntry, DeviceDetail, DeviceKeyInfo, DeviceKeyRecord, DevicePage,
-    DeviceQuery, DeviceRecord, DeviceStatusCounts, EnrollDevice, EnrollRefusal,
-    EnrollmentSecretInfo, ExceptionFilter, ExceptionRecord, FleetSummary, IncomingReport,
-    LatestVerdict, NewApiToken, NewEnrollmentSecret, NewException, NewPolicy, PolicyRecord,
-    ReportHistoryEntry, StoreBackend, StoreError, StoreOutcome, StoredApiToken, apply_exceptions,
-    assemble_listings, count_buckets, from_db_integer, from_millis, hash_from_bytes,
-    parse_device_status, parse_role, parse_status, secret_refusal, small_count, to_db_integer,
-    to_millis,
+    AdminUserInfo, ApiTokenInfo, AuditEntry, DeviceDetail, DeviceKeyInfo, DeviceKeyRecord,
+    DevicePage, DeviceQuery, DeviceRecord, DeviceStatusCounts, EnrollDevice, EnrollRefusal,
+    EnrollmentSecretInfo, ExceptionFilter, ExceptionRecord, FailingDevice, FleetSummary,
+    IncomingReport, LatestVerdict, NewAdminUser, NewApiToken, NewEnrollmentSecret, NewException,
+    NewPolicy, NewSession, PolicyRecord, PolicyVersionInfo, ReportHistoryEntry, SessionRecord,
+    StoreBackend, StoreError, StoreOutcome, StoredAdminUser, StoredApiToken, TrendDay,
+    apply_exceptions, assemble_listings, count_buckets, day_from_number, from_db_integer,
+    from_millis, group_failing, hash_from_bytes, parse_device_status, parse_role, parse_status,
+    secret_refusal, small_count, to_db_integer, to_millis,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -229,7 +230,8 @@ impl StoreBackend for PostgresStore {
         let row = sqlx::query(
             "SELECT id, hostname, os_name, os_version, kernel_version, arch, agent_version, \
                     policy_id, policy_version, enrollment_secret_id, enrolled_at, last_seen_at, \
-                    revoked_at, last_sequence, last_digest, sequence_gap, chain_broken \
+                    revoked_at, last_sequence, last_digest, sequence_gap, chain_broken, \
+                    console_user \
              FROM devices WHERE id = $1",
         )
         .bind(device_id)
@@ -375,6 +377,7 @@ impl StoreBackend for PostgresStore {
                    os_name = COALESCE(u.os_name, d.os_name), \
                    os_version = COALESCE(u.os_version, d.os_version), \
                    agent_version = COALESCE(u.agent_version, d.agent_version), \
+                   console_user = COALESCE(u.console_user, d.console_user), \
                    policy_id = COALESCE(u.policy_id, d.policy_id), \
                    policy_version = COALESCE(u.policy_version, d.policy_version), \
                    last_sequence = COALESCE(u.last_sequence, d.last_sequence), \
@@ -384,10 +387,10 @@ impl StoreBackend for PostgresStore {
                    chain_broken = d.chain_broken OR u.chain_broken \
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
                    $6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], \
-                   $11::boolean[], $12::boolean[]) \
+                   $11::boolean[], $12::boolean[], $13::text[]) \
                    AS u (id, hostname, os_name, os_version, agent_version, policy_id, \
                          policy_version, last_sequence, last_digest, last_seen_at, \
-                         sequence_gap, chain_broken) \
+                         sequence_gap, chain_broken, console_user) \
                  WHERE d.id = u.id",
             )
             .bind(&columns.id)
@@ -402,6 +405,7 @@ impl StoreBackend for PostgresStore {
             .bind(&columns.last_seen_at)
             .bind(&columns.sequence_gap)
             .bind(&columns.chain_broken)
+            .bind(&columns.console_user)
             .execute(&mut *tx)
             .await?;
 
@@ -623,7 +627,8 @@ impl StoreBackend for PostgresStore {
         let row = sqlx::query(
             "SELECT id, hostname, os_name, os_version, kernel_version, arch, agent_version, \
                     policy_id, policy_version, enrollment_secret_id, enrolled_at, last_seen_at, \
-                    revoked_at, last_sequence, last_digest, sequence_gap, chain_broken \
+                    revoked_at, last_sequence, last_digest, sequence_gap, chain_broken, \
+                    console_user \
              FROM devices WHERE id = $1",
         )
         .bind(device_id)
@@ -783,6 +788,227 @@ impl StoreBackend for PostgresStore {
         .await?;
         rows.iter().map(exception_from_row).collect()
     }
+
+    async fn os_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT os_name COLLATE \"C\" AS os_name FROM devices ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn policy_versions(&self, limit: u32) -> Result<Vec<PolicyVersionInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT revision, policy_id, policy_version, digest, created_at, created_by \
+             FROM policies ORDER BY revision DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PolicyVersionInfo {
+                    revision: from_db_integer(row.try_get("revision")?, "policy revision")?,
+                    policy_id: row.try_get("policy_id")?,
+                    policy_version: from_db_integer(
+                        row.try_get("policy_version")?,
+                        "policy version",
+                    )?,
+                    digest: row.try_get("digest")?,
+                    created_at: from_millis(row.try_get("created_at")?)?,
+                    created_by: row.try_get("created_by")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_admin_user(&self, user: &NewAdminUser) -> Result<bool, StoreError> {
+        let created = sqlx::query(
+            "INSERT INTO admin_users (username, password_hash, role, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(user.role.as_str())
+        .bind(to_millis(user.created_at))
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0;
+        Ok(created)
+    }
+
+    async fn admin_user(&self, username: &str) -> Result<Option<StoredAdminUser>, StoreError> {
+        let row = sqlx::query(
+            "SELECT username, password_hash, role, failed_attempts, locked_until, created_at \
+             FROM admin_users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(StoredAdminUser {
+            info: admin_user_from_row(&row)?,
+            password_hash: row.try_get("password_hash")?,
+        }))
+    }
+
+    async fn list_admin_users(&self) -> Result<Vec<AdminUserInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT username, role, failed_attempts, locked_until, created_at \
+             FROM admin_users ORDER BY username COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(admin_user_from_row).collect()
+    }
+
+    async fn delete_admin_user(&self, username: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("DELETE FROM admin_users WHERE username = $1")
+            .bind(username)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
+    async fn record_failed_login(
+        &self,
+        username: &str,
+        max_attempts: u32,
+        lock_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // One statement takes the row lock, so concurrent failures are all
+        // counted; the right-hand sides see the row as it was.
+        let locked: Option<Option<i64>> = sqlx::query_scalar(
+            "UPDATE admin_users SET \
+               failed_attempts = CASE WHEN failed_attempts + 1 >= $2 THEN 0 \
+                                      ELSE failed_attempts + 1 END, \
+               locked_until = CASE WHEN failed_attempts + 1 >= $2 THEN $3 \
+                                   ELSE locked_until END \
+             WHERE username = $1 RETURNING locked_until",
+        )
+        .bind(username)
+        .bind(i64::from(max_attempts))
+        .bind(to_millis(lock_until))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(locked.flatten() == Some(to_millis(lock_until)))
+    }
+
+    async fn record_successful_login(&self, username: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE admin_users SET failed_attempts = 0, locked_until = NULL WHERE username = $1",
+        )
+        .bind(username)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(to_millis(session.created_at))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, username, csrf_token, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(session.id_hash.as_slice())
+        .bind(&session.username)
+        .bind(&session.csrf_token)
+        .bind(to_millis(session.created_at))
+        .bind(to_millis(session.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session(
+        &self,
+        id_hash: &[u8; 32],
+        at: DateTime<Utc>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.username, u.role, s.csrf_token, s.expires_at \
+             FROM sessions s JOIN admin_users u ON u.username = s.username \
+             WHERE s.id_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(id_hash.as_slice())
+        .bind(to_millis(at))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<bool, StoreError> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash.as_slice())
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
+    async fn compliance_trend(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<TrendDay>, StoreError> {
+        let sql = fleet_sql::compliance_trend(Dialect::Postgres, from, to);
+        let mut days = Vec::new();
+        for row in bound(&sql).fetch_all(&self.pool).await? {
+            days.push(TrendDay {
+                day: day_from_number(row.try_get("day")?)?,
+                reporting: from_db_integer(row.try_get("reporting")?, "device count")?,
+                compliant: from_db_integer(row.try_get("compliant")?, "device count")?,
+            });
+        }
+        Ok(days)
+    }
+
+    async fn longest_failing(
+        &self,
+        at: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<FailingDevice>, StoreError> {
+        let sql = fleet_sql::longest_failing(Dialect::Postgres, at, limit);
+        let mut rows = Vec::new();
+        for row in bound(&sql).fetch_all(&self.pool).await? {
+            rows.push((
+                row.try_get("device_id")?,
+                row.try_get("hostname")?,
+                row.try_get("console_user")?,
+                row.try_get("since")?,
+                row.try_get("rule_id")?,
+            ));
+        }
+        group_failing(rows)
+    }
+}
+
+fn admin_user_from_row(row: &PgRow) -> Result<AdminUserInfo, StoreError> {
+    let role: String = row.try_get("role")?;
+    Ok(AdminUserInfo {
+        username: row.try_get("username")?,
+        role: parse_role(&role)?,
+        failed_attempts: small_count(row.try_get("failed_attempts")?, "failed attempts")?,
+        locked_until: optional_time(row.try_get("locked_until")?)?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+    })
+}
+
+fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
+    let role: String = row.try_get("role")?;
+    Ok(SessionRecord {
+        username: row.try_get("username")?,
+        role: parse_role(&role)?,
+        csrf_token: row.try_get("csrf_token")?,
+        expires_at: from_millis(row.try_get("expires_at")?)?,
+    })
 }
 
 impl PostgresStore {
@@ -860,6 +1086,7 @@ struct DeviceColumns<'a> {
     last_seen_at: Vec<i64>,
     sequence_gap: Vec<bool>,
     chain_broken: Vec<bool>,
+    console_user: Vec<Option<&'a str>>,
 }
 
 impl<'a> DeviceColumns<'a> {
@@ -884,6 +1111,8 @@ impl<'a> DeviceColumns<'a> {
         self.last_seen_at.push(to_millis(device.last_seen_at));
         self.sequence_gap.push(device.sequence_gap);
         self.chain_broken.push(device.chain_broken);
+        self.console_user
+            .push(head.and_then(|h| h.console_user.as_deref()));
         Ok(())
     }
 }
@@ -1039,6 +1268,7 @@ fn device_from_row(row: &PgRow) -> Result<DeviceRecord, StoreError> {
         last_digest: row.try_get("last_digest")?,
         sequence_gap: row.try_get("sequence_gap")?,
         chain_broken: row.try_get("chain_broken")?,
+        console_user: row.try_get("console_user")?,
     })
 }
 

@@ -36,14 +36,15 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::batch_plan::{ChainHead, batch_devices, plan_batch};
 use super::fleet_sql::{self, Bind, Dialect, Sql};
 use super::{
-    ApiTokenInfo, AuditEntry, DeviceDetail, DeviceKeyInfo, DeviceKeyRecord, DevicePage,
-    DeviceQuery, DeviceRecord, DeviceStatusCounts, EnrollDevice, EnrollRefusal,
-    EnrollmentSecretInfo, ExceptionFilter, ExceptionRecord, FleetSummary, IncomingReport,
-    LatestVerdict, NewApiToken, NewEnrollmentSecret, NewException, NewPolicy, PolicyRecord,
-    ReportHistoryEntry, StoreBackend, StoreError, StoreOutcome, StoredApiToken, apply_exceptions,
-    assemble_listings, count_buckets, from_db_integer, from_millis, hash_from_bytes,
-    parse_device_status, parse_role, parse_status, secret_refusal, small_count, to_db_integer,
-    to_millis,
+    AdminUserInfo, ApiTokenInfo, AuditEntry, DeviceDetail, DeviceKeyInfo, DeviceKeyRecord,
+    DevicePage, DeviceQuery, DeviceRecord, DeviceStatusCounts, EnrollDevice, EnrollRefusal,
+    EnrollmentSecretInfo, ExceptionFilter, ExceptionRecord, FailingDevice, FleetSummary,
+    IncomingReport, LatestVerdict, NewAdminUser, NewApiToken, NewEnrollmentSecret, NewException,
+    NewPolicy, NewSession, PolicyRecord, PolicyVersionInfo, ReportHistoryEntry, SessionRecord,
+    StoreBackend, StoreError, StoreOutcome, StoredAdminUser, StoredApiToken, TrendDay,
+    apply_exceptions, assemble_listings, count_buckets, day_from_number, from_db_integer,
+    from_millis, group_failing, hash_from_bytes, parse_device_status, parse_role, parse_status,
+    secret_refusal, small_count, to_db_integer, to_millis,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -253,7 +254,8 @@ impl StoreBackend for SqliteStore {
         let row = sqlx::query(
             "SELECT id, hostname, os_name, os_version, kernel_version, arch, agent_version, \
                     policy_id, policy_version, enrollment_secret_id, enrolled_at, last_seen_at, \
-                    revoked_at, last_sequence, last_digest, sequence_gap, chain_broken \
+                    revoked_at, last_sequence, last_digest, sequence_gap, chain_broken, \
+                    console_user \
              FROM devices WHERE id = ?1",
         )
         .bind(device_id)
@@ -393,6 +395,7 @@ impl StoreBackend for SqliteStore {
                 "os_name": head.map(|h| &h.os_name),
                 "os_version": head.map(|h| &h.os_version),
                 "agent_version": head.map(|h| &h.agent_version),
+                "console_user": head.and_then(|h| h.console_user.as_ref()),
                 "policy_id": head.map(|h| &h.policy_id),
                 "policy_version": head
                     .map(|h| to_db_integer(h.policy_version, "policy version"))
@@ -442,6 +445,7 @@ impl StoreBackend for SqliteStore {
                os_name = COALESCE(u.value ->> 'os_name', os_name), \
                os_version = COALESCE(u.value ->> 'os_version', os_version), \
                agent_version = COALESCE(u.value ->> 'agent_version', agent_version), \
+               console_user = COALESCE(u.value ->> 'console_user', console_user), \
                policy_id = COALESCE(u.value ->> 'policy_id', policy_id), \
                policy_version = COALESCE(u.value ->> 'policy_version', policy_version), \
                last_sequence = COALESCE(u.value ->> 'last_sequence', last_sequence), \
@@ -683,7 +687,8 @@ impl StoreBackend for SqliteStore {
         let row = sqlx::query(
             "SELECT id, hostname, os_name, os_version, kernel_version, arch, agent_version, \
                     policy_id, policy_version, enrollment_secret_id, enrolled_at, last_seen_at, \
-                    revoked_at, last_sequence, last_digest, sequence_gap, chain_broken \
+                    revoked_at, last_sequence, last_digest, sequence_gap, chain_broken, \
+                    console_user \
              FROM devices WHERE id = ?1",
         )
         .bind(device_id)
@@ -849,6 +854,239 @@ impl StoreBackend for SqliteStore {
         .await?;
         rows.iter().map(exception_from_row).collect()
     }
+
+    async fn os_names(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT os_name FROM devices ORDER BY os_name")
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn policy_versions(&self, limit: u32) -> Result<Vec<PolicyVersionInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT revision, policy_id, policy_version, digest, created_at, created_by \
+             FROM policies ORDER BY revision DESC LIMIT ?1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PolicyVersionInfo {
+                    revision: from_db_integer(row.try_get("revision")?, "policy revision")?,
+                    policy_id: row.try_get("policy_id")?,
+                    policy_version: from_db_integer(
+                        row.try_get("policy_version")?,
+                        "policy version",
+                    )?,
+                    digest: row.try_get("digest")?,
+                    created_at: from_millis(row.try_get("created_at")?)?,
+                    created_by: row.try_get("created_by")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_admin_user(&self, user: &NewAdminUser) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let created = sqlx::query(
+            "INSERT INTO admin_users (username, password_hash, role, created_at) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(user.role.as_str())
+        .bind(to_millis(user.created_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn admin_user(&self, username: &str) -> Result<Option<StoredAdminUser>, StoreError> {
+        let row = sqlx::query(
+            "SELECT username, password_hash, role, failed_attempts, locked_until, created_at \
+             FROM admin_users WHERE username = ?1",
+        )
+        .bind(username)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(StoredAdminUser {
+            info: admin_user_from_row(&row)?,
+            password_hash: row.try_get("password_hash")?,
+        }))
+    }
+
+    async fn list_admin_users(&self) -> Result<Vec<AdminUserInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT username, role, failed_attempts, locked_until, created_at \
+             FROM admin_users ORDER BY username",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(admin_user_from_row).collect()
+    }
+
+    async fn delete_admin_user(&self, username: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let found = sqlx::query("DELETE FROM admin_users WHERE username = ?1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn record_failed_login(
+        &self,
+        username: &str,
+        max_attempts: u32,
+        lock_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // One statement, so concurrent failures are all counted; the
+        // right-hand sides see the row as it was.
+        let locked: Option<Option<i64>> = sqlx::query_scalar(
+            "UPDATE admin_users SET \
+               failed_attempts = CASE WHEN failed_attempts + 1 >= ?2 THEN 0 \
+                                      ELSE failed_attempts + 1 END, \
+               locked_until = CASE WHEN failed_attempts + 1 >= ?2 THEN ?3 \
+                                   ELSE locked_until END \
+             WHERE username = ?1 RETURNING locked_until",
+        )
+        .bind(username)
+        .bind(i64::from(max_attempts))
+        .bind(to_millis(lock_until))
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(locked.flatten() == Some(to_millis(lock_until)))
+    }
+
+    async fn record_successful_login(&self, username: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE admin_users SET failed_attempts = 0, locked_until = NULL WHERE username = ?1",
+        )
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= ?1")
+            .bind(to_millis(session.created_at))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, username, csrf_token, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(session.id_hash.as_slice())
+        .bind(&session.username)
+        .bind(&session.csrf_token)
+        .bind(to_millis(session.created_at))
+        .bind(to_millis(session.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session(
+        &self,
+        id_hash: &[u8; 32],
+        at: DateTime<Utc>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.username, u.role, s.csrf_token, s.expires_at \
+             FROM sessions s JOIN admin_users u ON u.username = s.username \
+             WHERE s.id_hash = ?1 AND s.expires_at > ?2",
+        )
+        .bind(id_hash.as_slice())
+        .bind(to_millis(at))
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn delete_session(&self, id_hash: &[u8; 32]) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let found = sqlx::query("DELETE FROM sessions WHERE id_hash = ?1")
+            .bind(id_hash.as_slice())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn compliance_trend(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<TrendDay>, StoreError> {
+        let sql = fleet_sql::compliance_trend(Dialect::Sqlite, from, to);
+        let mut days = Vec::new();
+        for row in bound(&sql).fetch_all(&self.reader).await? {
+            days.push(TrendDay {
+                day: day_from_number(row.try_get("day")?)?,
+                reporting: from_db_integer(row.try_get("reporting")?, "device count")?,
+                compliant: from_db_integer(row.try_get("compliant")?, "device count")?,
+            });
+        }
+        Ok(days)
+    }
+
+    async fn longest_failing(
+        &self,
+        at: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<FailingDevice>, StoreError> {
+        let sql = fleet_sql::longest_failing(Dialect::Sqlite, at, limit);
+        let mut rows = Vec::new();
+        for row in bound(&sql).fetch_all(&self.reader).await? {
+            rows.push((
+                row.try_get("device_id")?,
+                row.try_get("hostname")?,
+                row.try_get("console_user")?,
+                row.try_get("since")?,
+                row.try_get("rule_id")?,
+            ));
+        }
+        group_failing(rows)
+    }
+}
+
+fn admin_user_from_row(row: &SqliteRow) -> Result<AdminUserInfo, StoreError> {
+    let role: String = row.try_get("role")?;
+    Ok(AdminUserInfo {
+        username: row.try_get("username")?,
+        role: parse_role(&role)?,
+        failed_attempts: small_count(row.try_get("failed_attempts")?, "failed attempts")?,
+        locked_until: optional_time(row.try_get("locked_until")?)?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+    })
+}
+
+fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
+    let role: String = row.try_get("role")?;
+    Ok(SessionRecord {
+        username: row.try_get("username")?,
+        role: parse_role(&role)?,
+        csrf_token: row.try_get("csrf_token")?,
+        expires_at: from_millis(row.try_get("expires_at")?)?,
+    })
 }
 
 /// A fleet statement with its values bound. Not kept in the statement
@@ -980,6 +1218,7 @@ fn device_from_row(row: &SqliteRow) -> Result<DeviceRecord, StoreError> {
         last_digest: row.try_get("last_digest")?,
         sequence_gap: row.try_get("sequence_gap")?,
         chain_broken: row.try_get("chain_broken")?,
+        console_user: row.try_get("console_user")?,
     })
 }
 

@@ -327,6 +327,7 @@ fn incoming_report(
         os_name: report.host.os_name.clone(),
         os_version: report.host.os_version.clone(),
         agent_version: report.agent.version.clone(),
+        console_user: report.host.console_user.clone(),
         policy_id: report.policy.id.clone(),
         policy_version: report.policy.version,
         verdicts: report

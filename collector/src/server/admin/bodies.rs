@@ -91,6 +91,9 @@ pub struct DeviceBody {
     pub sequence_gap: bool,
     /// A report's `prev_digest` did not match the stored predecessor.
     pub chain_broken: bool,
+    /// The person last seen using it (a report's `host.console_user`);
+    /// `null` until a report names one.
+    pub console_user: Option<String>,
 }
 
 impl DeviceBody {
@@ -119,6 +122,7 @@ impl DeviceBody {
             last_digest: device.last_digest,
             sequence_gap: device.sequence_gap,
             chain_broken: device.chain_broken,
+            console_user: device.console_user,
         }
     }
 }

@@ -453,7 +453,29 @@ pub async fn export_csv(
             ));
         }
     }
-    let mut query = device_query(&params, Utc::now())?;
+    let query = device_query(&params, Utc::now())?;
+    let body = devices_csv(&state.store, query).await?;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"palisade-devices.csv\"",
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The CSV export of every device matching `query` (its page is ignored):
+/// shared by the admin API and the dashboard's `/devices.csv`.
+pub async fn devices_csv(
+    store: &crate::store::Store,
+    mut query: DeviceQuery,
+) -> Result<Vec<u8>, ApiError> {
+    query.page = 1;
     query.per_page = MAX_DEVICES_PER_PAGE;
     let failed = |err: &dyn std::fmt::Display| ApiError::internal("CSV export failed", err);
     let mut writer = csv::Writer::from_writer(Vec::new());
@@ -464,11 +486,7 @@ pub async fn export_csv(
         .collect();
     writer.write_record(&header).map_err(|e| failed(&e))?;
     loop {
-        let page = state
-            .store
-            .list_devices(&query)
-            .await
-            .map_err(|e| failed(&e))?;
+        let page = store.list_devices(&query).await.map_err(|e| failed(&e))?;
         let fetched = page.devices.len();
         for listing in page.devices {
             let device = &listing.device;
@@ -508,19 +526,7 @@ pub async fn export_csv(
         }
         query.page += 1;
     }
-    let body = writer.into_inner().map_err(|e| failed(&e))?;
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"palisade-devices.csv\"",
-            ),
-        ],
-        body,
-    )
-        .into_response())
+    writer.into_inner().map_err(|e| failed(&e))
 }
 
 /// A cell a spreadsheet would evaluate as a formula, made inert with a

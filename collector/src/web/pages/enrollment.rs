@@ -1,0 +1,172 @@
+//! `GET /enrollment`: the enrollment secrets (never the secrets
+//! themselves); `POST /enrollment` (admin): a new secret, shown once in the
+//! answer and stored only as a hash.
+
+use axum::Form;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{TimeDelta, Utc};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::non_empty;
+use crate::secrets;
+use crate::server::AppState;
+use crate::store::{NewEnrollmentSecret, StoreBackend as _};
+use crate::web::auth::{Session, audit, form_refusal};
+use crate::web::layout::{self, Nav, csrf_field};
+use crate::web::{PageError, format_optional_time, format_time, html_response};
+
+/// The same limits as the admin API: ten years at most, labels are notes.
+const MAX_EXPIRES_DAYS: u32 = 3650;
+const MAX_LABEL_CHARS: usize = 200;
+
+#[derive(Debug, Deserialize)]
+pub struct NewSecretForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    /// Empty: unlimited.
+    #[serde(default)]
+    uses: Option<String>,
+    /// Empty: never expires.
+    #[serde(default)]
+    expires_days: Option<String>,
+}
+
+pub async fn page(session: Session, State(state): State<AppState>) -> Result<Response, PageError> {
+    render(&session, &state, StatusCode::OK, None).await
+}
+
+/// The page, with `notice` (the new secret, or an error) above the list.
+async fn render(
+    session: &Session,
+    state: &AppState,
+    status: StatusCode,
+    notice: Option<Markup>,
+) -> Result<Response, PageError> {
+    let secrets = state
+        .store
+        .list_enrollment_secrets()
+        .await
+        .map_err(|err| PageError::unavailable("listing secrets failed", &err))?;
+    let body = html! {
+        @if let Some(notice) = notice { (notice) }
+        @if session.is_admin() {
+            h2 { "New enrollment secret" }
+            form id="new-secret" method="post" action="/enrollment" {
+                (csrf_field(session))
+                label { "Label " input id="secret-label" name="label" type="text" maxlength="200" placeholder="e.g. ward 7 laptops, May batch"; }
+                label { "Uses " input id="secret-uses" name="uses" type="number" min="1" placeholder="unlimited"; }
+                label { "Expires in (days) " input id="secret-expires" name="expires_days" type="number" min="1" max="3650" placeholder="never"; }
+                button id="secret-submit" type="submit" { "Create secret" }
+            }
+        }
+        h2 { "Secrets" }
+        table id="secrets" {
+            thead { tr { th { "Id" } th { "Label" } th { "Uses" } th { "Expires" } th { "Created" } th { "By" } } }
+            tbody {
+                @for secret in &secrets {
+                    tr class="secret" {
+                        td { code { (secret.id) } }
+                        td { (secret.label) }
+                        td { (secret.uses) " / " (secret.max_uses.map_or("unlimited".to_owned(), |n| n.to_string())) }
+                        td { (format_optional_time(secret.expires_at)) }
+                        td { (format_time(secret.created_at)) }
+                        td { (secret.created_by) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(html_response(
+        status,
+        layout::page(session, Nav::Enrollment, "Enrollment", body),
+    ))
+}
+
+/// A valid form's label, uses and expiry.
+type NewSecretFields = (String, Option<u32>, Option<chrono::DateTime<Utc>>);
+
+/// The form's label, uses and expiry, or what is wrong with them.
+fn validate(form: &NewSecretForm, now: chrono::DateTime<Utc>) -> Result<NewSecretFields, String> {
+    let label = non_empty(&form.label).unwrap_or("").to_owned();
+    if label.chars().count() > MAX_LABEL_CHARS {
+        return Err(format!(
+            "The label is longer than {MAX_LABEL_CHARS} characters."
+        ));
+    }
+    let uses = match non_empty(&form.uses).map(str::parse::<u32>) {
+        None => None,
+        Some(Ok(n)) if n >= 1 => Some(n),
+        Some(_) => {
+            return Err(
+                "Uses must be a whole number of at least 1 (or empty for unlimited).".to_owned(),
+            );
+        }
+    };
+    let expires_at = match non_empty(&form.expires_days).map(str::parse::<u32>) {
+        None => None,
+        Some(Ok(days)) if (1..=MAX_EXPIRES_DAYS).contains(&days) => {
+            Some(now + TimeDelta::days(i64::from(days)))
+        }
+        Some(_) => {
+            return Err(format!(
+                "Expires must be a whole number of days from 1 to {MAX_EXPIRES_DAYS} (or empty \
+                 for never)."
+            ));
+        }
+    };
+    Ok((label, uses, expires_at))
+}
+
+pub async fn create(
+    session: Session,
+    State(state): State<AppState>,
+    form: Result<Form<NewSecretForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(form) = form.map_err(|r| form_refusal(&r))?;
+    session.authorise_change(form.csrf.as_deref())?;
+    let now = Utc::now();
+    let (label, uses, expires_at) = match validate(&form, now) {
+        Ok(valid) => valid,
+        Err(message) => {
+            let notice = html! { p class="error" role="alert" { (message) } };
+            return render(&session, &state, StatusCode::BAD_REQUEST, Some(notice)).await;
+        }
+    };
+    let secret = secrets::generate("pls");
+    state
+        .store
+        .create_enrollment_secret(&NewEnrollmentSecret {
+            id: secret.id.clone(),
+            secret_hash: secret.hash,
+            label: label.clone(),
+            max_uses: uses,
+            expires_at,
+            created_at: now,
+            created_by: session.actor(),
+        })
+        .await
+        .map_err(|err| PageError::unavailable("creating the secret failed", &err))?;
+    audit(
+        &state,
+        &session.actor(),
+        "secret.create",
+        &secret.id,
+        serde_json::json!({ "label": label, "max_uses": uses, "expires_at": expires_at }),
+    )
+    .await?;
+    tracing::info!(secret_id = %secret.id, actor = %session.actor(), "enrollment secret created");
+    // Shown here once: the collector keeps only its hash.
+    let notice = html! {
+        section id="new-secret-shown" class="notice" {
+            p { "New enrollment secret " code { (secret.id) } ". Copy it now: it is shown only once." }
+            pre id="secret-value" { (secret.text) }
+        }
+    };
+    render(&session, &state, StatusCode::CREATED, Some(notice)).await
+}
