@@ -633,6 +633,7 @@ async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
             // browser would drop a `Secure` cookie.
             secure_cookies: !matches!(transport, Transport::Plain),
             unknown_users: Arc::default(),
+            stale_after: chrono::TimeDelta::hours(i64::from(config.stale_after_hours)),
         },
     };
     tracing::info!(%address, database = %redact_url(&config.database_url), "collector listening");

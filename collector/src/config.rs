@@ -31,6 +31,9 @@ pub const DEFAULT_CLOCK_SKEW_SECONDS: u32 = 300;
 /// for an incident investigation to look back a quarter (forensic
 /// readiness), short enough not to keep data "longer than needed".
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+/// A laptop in use reports every 15 minutes; one silent for a whole day
+/// (a working day and a night) is off, broken, or has lost its agent.
+pub const DEFAULT_STALE_AFTER_HOURS: u32 = 24;
 
 /// The resolved configuration.
 #[derive(Debug, Clone)]
@@ -42,6 +45,9 @@ pub struct CollectorConfig {
     pub max_body_bytes: usize,
     pub clock_skew_seconds: u32,
     pub retention_days: u32,
+    /// A device that has not reported for this long is stale on the
+    /// dashboard.
+    pub stale_after_hours: u32,
     /// The policy to serve when the store has none yet; `None`: the built-in
     /// baseline.
     pub policy_file: Option<PathBuf>,
@@ -82,6 +88,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     clock_skew_seconds: Option<u32>,
     retention_days: Option<u32>,
+    stale_after_hours: Option<u32>,
     policy_file: Option<PathBuf>,
 }
 
@@ -127,6 +134,7 @@ impl<'de> Deserialize<'de> for FileConfig {
         let clock_skew_seconds =
             bounded(&mut th, "clock_skew_seconds", 0, 86_400).map(|v| v as u32);
         let retention_days = bounded(&mut th, "retention_days", 1, 36_500).map(|v| v as u32);
+        let stale_after_hours = bounded(&mut th, "stale_after_hours", 1, 8_760).map(|v| v as u32);
         th.finalize(None)?;
         Ok(Self {
             listen,
@@ -137,6 +145,7 @@ impl<'de> Deserialize<'de> for FileConfig {
             max_body_bytes,
             clock_skew_seconds,
             retention_days,
+            stale_after_hours,
             policy_file,
         })
     }
@@ -191,6 +200,7 @@ impl CollectorConfig {
                 .clock_skew_seconds
                 .unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS),
             retention_days: file.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS),
+            stale_after_hours: file.stale_after_hours.unwrap_or(DEFAULT_STALE_AFTER_HOURS),
             policy_file: file.policy_file,
         })
     }
@@ -221,6 +231,7 @@ mod tests {
         assert_eq!(file.max_body_bytes, Some(DEFAULT_MAX_BODY_BYTES));
         assert_eq!(file.clock_skew_seconds, Some(DEFAULT_CLOCK_SKEW_SECONDS));
         assert_eq!(file.retention_days, Some(DEFAULT_RETENTION_DAYS));
+        assert_eq!(file.stale_after_hours, Some(DEFAULT_STALE_AFTER_HOURS));
         assert_eq!(
             file.state_dir.as_deref(),
             Some(Path::new(DEFAULT_STATE_DIR))
@@ -238,6 +249,7 @@ mod tests {
             "max_body_bytes",
             "clock_skew_seconds",
             "retention_days",
+            "stale_after_hours",
             "policy_file",
         ] {
             assert!(

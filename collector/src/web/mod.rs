@@ -49,6 +49,8 @@ pub struct WebSettings {
     /// Failed logins for user names that do not exist (see
     /// [`auth::UnknownUserGuard`]).
     pub unknown_users: Arc<auth::UnknownUserGuard>,
+    /// Not reported for this long: stale (`stale_after_hours`).
+    pub stale_after: chrono::TimeDelta,
 }
 
 /// The dashboard's routes, merged into the collector's router.

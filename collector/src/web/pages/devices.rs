@@ -14,9 +14,7 @@ use serde::Deserialize;
 
 use super::non_empty;
 use crate::server::AppState;
-use crate::server::admin::devices::{
-    DEFAULT_STALE_AFTER_SECONDS, DeviceListParams, device_query, devices_csv,
-};
+use crate::server::admin::devices::{DeviceListParams, device_query, devices_csv};
 use crate::store::{DeviceQuery, DeviceSort, DeviceStatus, StoreBackend as _, parse_check_status};
 use crate::web::auth::Session;
 use crate::web::layout::{self, Nav, status_badge};
@@ -53,7 +51,7 @@ pub struct DevicesParams {
 
 impl DevicesParams {
     /// The admin API's parameters for the same filter.
-    fn to_api(&self) -> Result<DeviceListParams, PageError> {
+    fn to_api(&self, stale_after: TimeDelta) -> Result<DeviceListParams, PageError> {
         let owned = |v: Option<&str>| v.map(str::to_owned);
         let mut api = DeviceListParams {
             search: owned(non_empty(&self.q)),
@@ -62,6 +60,10 @@ impl DevicesParams {
             sort: owned(non_empty(&self.sort)),
             descending: owned(non_empty(&self.descending)),
             page: owned(non_empty(&self.page)),
+            // The dashboard's own staleness (`stale_after_hours`), not the
+            // API's default.
+            stale_after_seconds: non_empty(&self.stale)
+                .map(|_| stale_after.num_seconds().max(1).to_string()),
             ..DeviceListParams::default()
         };
         let status = non_empty(&self.status);
@@ -87,8 +89,8 @@ impl DevicesParams {
     }
 
     /// The store query, with refusals naming this page's parameters.
-    fn query(&self) -> Result<DeviceQuery, PageError> {
-        device_query(&self.to_api()?, Utc::now()).map_err(|err| {
+    fn query(&self, stale_after: TimeDelta) -> Result<DeviceQuery, PageError> {
+        device_query(&self.to_api(stale_after)?, Utc::now()).map_err(|err| {
             PageError::bad_request(
                 err.message
                     .replace("`search`", "`q`")
@@ -134,14 +136,13 @@ pub async fn page(
     params: Result<Query<DevicesParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let params = parse_params(params)?;
-    let query = params.query()?;
+    let query = params.query(state.web.stale_after)?;
     let failed =
         |err: crate::store::StoreError| PageError::unavailable("listing devices failed", &err);
     let page = state.store.list_devices(&query).await.map_err(failed)?;
     let os_names = state.store.os_names().await.map_err(failed)?;
     let now = Utc::now();
-    let stale_before = now
-        - TimeDelta::seconds(i64::try_from(DEFAULT_STALE_AFTER_SECONDS).unwrap_or(i64::MAX / 1000));
+    let stale_before = now - state.web.stale_after;
     let pages = page.total.div_ceil(u64::from(query.per_page)).max(1);
     let selected = |value: &Option<String>, option: &str| non_empty(value) == Some(option);
 
@@ -272,7 +273,7 @@ pub async fn csv(
     params: Result<Query<DevicesParams>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let params = parse_params(params)?;
-    let query = params.query()?;
+    let query = params.query(state.web.stale_after)?;
     let body = devices_csv(&state.store, query).await?;
     Ok((
         StatusCode::OK,
@@ -304,24 +305,32 @@ mod tests {
     #[test]
     fn status_is_the_rules_with_a_rule_and_the_devices_without() {
         let with_rule = params("", "disk_encryption", "excepted")
-            .query()
+            .query(TimeDelta::hours(24))
             .map_err(|e| e.message);
         let with_rule = with_rule.unwrap_or_else(|m| panic!("{m}"));
         assert!(with_rule.rule.is_some_and(|r| r.status.is_some()));
         assert_eq!(with_rule.status, None);
-        let overall = params("", "", "fail").query().map_err(|e| e.message);
+        let overall = params("", "", "fail")
+            .query(TimeDelta::hours(24))
+            .map_err(|e| e.message);
         assert_eq!(
             overall.ok().and_then(|q| q.status),
             Some(DeviceStatus::Fail)
         );
-        let refused = params("", "", "excepted").query().err().map(|e| e.message);
+        let refused = params("", "", "excepted")
+            .query(TimeDelta::hours(24))
+            .err()
+            .map(|e| e.message);
         assert!(refused.is_some_and(|m| m.contains("`status`")));
     }
 
     #[test]
     fn refusals_name_this_pages_parameters() {
         let long = "x".repeat(300);
-        let refused = params(&long, "", "").query().err().map(|e| e.message);
+        let refused = params(&long, "", "")
+            .query(TimeDelta::hours(24))
+            .err()
+            .map(|e| e.message);
         assert!(refused.is_some_and(|m| m.contains("`q`")));
     }
 

@@ -9,7 +9,6 @@ use maud::html;
 use palisade_shared::RuleId;
 
 use crate::server::AppState;
-use crate::server::admin::devices::DEFAULT_STALE_AFTER_SECONDS;
 use crate::store::StoreBackend as _;
 use crate::web::auth::Session;
 use crate::web::layout::{self, Nav};
@@ -24,8 +23,7 @@ pub async fn page(session: Session, State(state): State<AppState>) -> Result<Res
     let now = Utc::now();
     let failed =
         |err: crate::store::StoreError| PageError::unavailable("reading the fleet failed", &err);
-    let stale_after =
-        TimeDelta::seconds(i64::try_from(DEFAULT_STALE_AFTER_SECONDS).unwrap_or(i64::MAX / 1000));
+    let stale_after = state.web.stale_after;
     let summary = state
         .store
         .fleet_summary(now, stale_after)
@@ -67,7 +65,7 @@ pub async fn page(session: Session, State(state): State<AppState>) -> Result<Res
             (day, share)
         })
         .collect();
-    let stale_hours = DEFAULT_STALE_AFTER_SECONDS / 3600;
+    let stale_hours = stale_after.num_hours();
 
     let body = html! {
         section class="counts" aria-label="Devices" {
