@@ -30,9 +30,11 @@
 //!   The spool reads these back out of the signed payload and refuses a
 //!   report that breaks the chain, so a bug cannot spool one.
 //! - The bounds ([`SpoolLimits`]) are enforced by dropping the oldest
-//!   entries. Each drop is added to `dropped_unreported`, persisted before
-//!   the file is deleted, and cleared only by appending a report whose
-//!   `spool_dropped` event carries it: a loss is never silent.
+//!   entries. Each drop is added to `dropped_unreported` (with the drops
+//!   the dropped report was itself carrying, which would otherwise vanish
+//!   with it), persisted before the file is deleted, and cleared only by
+//!   appending a report whose `spool_dropped` event carries it: a loss is
+//!   never silent.
 //! - [`Spool::pending`] lists entries in sequence order; the sender sends
 //!   them in that order and calls [`Spool::acknowledge`] after the
 //!   collector's 2xx.
@@ -226,6 +228,10 @@ pub struct Spool {
     limits: SpoolLimits,
     /// Pending entries: sequence → size in bytes.
     entries: BTreeMap<u64, u64>,
+    /// Pending entries that carry a `spool_dropped` count: sequence → count.
+    /// Evicting one loses its count too, so the count goes back into
+    /// `dropped_unreported` with it.
+    carried: BTreeMap<u64, u64>,
     total_bytes: u64,
     state: ChainState,
     /// The last attempt to save `state` failed; the entries on disk still
@@ -251,6 +257,7 @@ impl Spool {
         let mut state = saved_state.clone().unwrap_or_default();
 
         let mut entries = BTreeMap::new();
+        let mut carried = BTreeMap::new();
         // Entries newer than the saved state: their digest and the drop
         // count they carried, to take them into the chain.
         let mut newer: BTreeMap<u64, Inspected> = BTreeMap::new();
@@ -293,6 +300,9 @@ impl Spool {
             }) {
                 Ok((size, inspected)) => {
                     entries.insert(sequence, size);
+                    if inspected.carried > 0 {
+                        carried.insert(sequence, inspected.carried);
+                    }
                     if sequence > state.last_sequence {
                         newer.insert(sequence, inspected);
                     }
@@ -327,13 +337,14 @@ impl Spool {
             dir: dir.to_path_buf(),
             limits,
             entries,
+            carried,
             total_bytes,
             state,
             state_unsaved: false,
             recovery,
         };
         let evicted = spool.plan_evictions(None);
-        spool.state.dropped += evicted.len() as u64;
+        spool.state.dropped += spool.drops_in(&evicted);
         if let Some(&newest) = evicted.last() {
             spool.state.evicted_through = newest;
         }
@@ -414,6 +425,9 @@ impl Spool {
             }
         })?;
         self.entries.insert(sequence, size);
+        if inspected.carried > 0 {
+            self.carried.insert(sequence, inspected.carried);
+        }
         self.total_bytes += size;
         self.state.last_sequence = sequence;
         self.state.last_digest.clone_from(&inspected.digest);
@@ -422,7 +436,7 @@ impl Spool {
         // Step 2: the state, counting the evictions before any is deleted.
         let evicted = self.plan_evictions(Some(sequence));
         let mut next_state = self.state.clone();
-        next_state.dropped += evicted.len() as u64;
+        next_state.dropped += self.drops_in(&evicted);
         if let Some(&newest) = evicted.last() {
             next_state.evicted_through = newest;
         }
@@ -484,6 +498,7 @@ impl Spool {
         let path = self.entry_path(sequence);
         remove_if_present(&path).map_err(|source| SpoolError::Io { path, source })?;
         self.entries.remove(&sequence);
+        self.carried.remove(&sequence);
         self.total_bytes -= size;
         Ok(true)
     }
@@ -523,6 +538,13 @@ impl Spool {
         self.dir.join(entry_name(sequence))
     }
 
+    /// How many reports evicting `evicted` loses: the entries themselves and
+    /// the drops they were carrying to the collector.
+    fn drops_in(&self, evicted: &[u64]) -> u64 {
+        let carried: u64 = evicted.iter().filter_map(|s| self.carried.get(s)).sum();
+        evicted.len() as u64 + carried
+    }
+
     /// The oldest entries to drop so the spool fits its bounds, sparing
     /// `keep` (the report just appended: the newest is never dropped for
     /// the older ones).
@@ -551,6 +573,7 @@ impl Spool {
             if let Some(size) = self.entries.remove(&sequence) {
                 self.total_bytes -= size;
             }
+            self.carried.remove(&sequence);
             let path = self.entry_path(sequence);
             if let Err(err) = remove_if_present(&path) {
                 tracing::warn!(file = %path.display(), error = %err, "cannot delete a dropped report");

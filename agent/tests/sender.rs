@@ -15,7 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed assertion
 
 use std::collections::VecDeque;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufReader, Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +24,7 @@ use chrono::Utc;
 use ed25519_dalek::SigningKey;
 use palisade_agent::config::AgentConfig;
 use palisade_agent::daemon::{enroll, http, sender};
+use palisade_agent::host::Host;
 use palisade_agent::identity::{Identity, KeyStore};
 use palisade_agent::spool::{Spool, SpoolLimits};
 use palisade_agent::status::{AgentStatus, StatusBoard};
@@ -535,6 +536,8 @@ struct Fixture {
     spool: Arc<Mutex<Spool>>,
     key: SigningKey,
     policy: Policy,
+    /// An empty host tree: the reports' host facts do not matter here.
+    host: Host,
     board: StatusBoard,
     sender: sender::Sender,
 }
@@ -578,11 +581,13 @@ impl Fixture {
         let spool = Spool::open(&config.spool_dir(), SpoolLimits::default()).unwrap();
         board.set_spool(&spool);
         let policy = Policy::parse(palisade_agent::cli::BASELINE_POLICY).unwrap();
+        let host = Host::with_root(dir.path().join("host"));
         Self {
             _dir: dir,
             spool: Arc::new(Mutex::new(spool)),
             key,
             policy,
+            host,
             board,
             sender,
         }
@@ -595,7 +600,7 @@ impl Fixture {
         let spooled = (0..count)
             .map(|_| {
                 let mut report =
-                    palisade_agent::report::standalone_report(&self.policy, Vec::new());
+                    palisade_agent::report::standalone_report(&self.host, &self.policy, Vec::new());
                 report.device_id = DeviceId::new("dev_sender_test");
                 spool.next_link().apply_to(&mut report, Utc::now());
                 let envelope =

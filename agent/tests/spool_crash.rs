@@ -302,12 +302,15 @@ fn check_spool(
     }
     // And every drop is counted exactly once: the reports below the lowest
     // pending one that were not acknowledged are the ones the bound
-    // dropped; the counts carried by all reports plus the count not yet
-    // reported must add up to them.
+    // dropped; the counts carried by the reports that were not dropped
+    // (delivered or still pending: a dropped report's count is lost with it
+    // and must be counted again) plus the count not yet reported must add
+    // up to them.
     let removed = lowest_pending - 1;
     let acked = ledger.acked.iter().filter(|&&s| s < lowest_pending).count() as u64;
     let dropped = removed - acked;
     let reported: u64 = (1..=last)
+        .filter(|s| ledger.acked.contains(s) || pending.contains(s))
         .map(|s| {
             *ledger
                 .carried

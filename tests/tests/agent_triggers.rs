@@ -215,13 +215,13 @@ fn a_broken_new_config_is_refused_and_a_good_one_applied() {
     // A good change is applied; one that needs a restart says so.
     std::fs::write(
         &setup.config,
-        format!("{good}backoff_max_seconds = 30\nspool_max_reports = 500\n"),
+        format!("{good}backoff_max_seconds = 30\nlog_format = \"json\"\n"),
     )
     .unwrap();
     let warned = daemon.wait_for("the restart warning", DEADLINE, |line| {
         line.contains("take effect when the agent restarts")
     });
-    assert!(warned.contains("spool_max_reports"), "{warned}");
+    assert!(warned.contains("log_format"), "{warned}");
     daemon.wait_for("the reload", DEADLINE, |line| {
         line.contains("config reloaded")
     });

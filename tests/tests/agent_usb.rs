@@ -19,9 +19,9 @@ use std::time::Duration;
 use palisade_collector::store::{Store, StoreBackend as _};
 use palisade_shared::Report;
 use palisade_shared::envelope::Envelope;
+use palisade_tests::agent;
 use palisade_tests::agent::{self as agent_harness, RunningAgent};
 use palisade_tests::collector::RunningCollector;
-use palisade_tests::agent;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -43,13 +43,22 @@ fn copy_tree(from: &Path, to: &Path) {
 fn emulate_uevent(action: &str, devpath: &str, subsystem: &str, devtype: &str) {
     use rustix::net::netlink::{self, SocketAddrNetlink};
     use rustix::net::{AddressFamily, SendFlags, SocketType};
-    let socket =
-        rustix::net::socket(AddressFamily::NETLINK, SocketType::DGRAM, Some(netlink::KOBJECT_UEVENT)).unwrap();
+    let socket = rustix::net::socket(
+        AddressFamily::NETLINK,
+        SocketType::DGRAM,
+        Some(netlink::KOBJECT_UEVENT),
+    )
+    .unwrap();
     let message = format!(
         "{action}@{devpath}\0ACTION={action}\0DEVPATH={devpath}\0SUBSYSTEM={subsystem}\0DEVTYPE={devtype}\0SEQNUM=1\0"
     );
-    rustix::net::sendto(&socket, message.as_bytes(), SendFlags::empty(), &SocketAddrNetlink::new(0, 1))
-        .unwrap_or_else(|err| panic!("sending a uevent to the kernel's group (needs root): {err}"));
+    rustix::net::sendto(
+        &socket,
+        message.as_bytes(),
+        SendFlags::empty(),
+        &SocketAddrNetlink::new(0, 1),
+    )
+    .unwrap_or_else(|err| panic!("sending a uevent to the kernel's group (needs root): {err}"));
 }
 
 #[test]
@@ -71,7 +80,13 @@ fn a_plugged_in_stick_is_deauthorized_reported_and_offered_to_the_nudge() {
         ),
     )
     .unwrap();
-    let enrolled = agent(&["enroll", "--config", config.to_str().unwrap(), "--secret", &secret]);
+    let enrolled = agent(&[
+        "enroll",
+        "--config",
+        config.to_str().unwrap(),
+        "--secret",
+        &secret,
+    ]);
     assert_eq!(enrolled.exit_code, Some(0), "{}", enrolled.dump());
     let device_id = enrolled
         .stdout
@@ -116,7 +131,12 @@ fn a_plugged_in_stick_is_deauthorized_reported_and_offered_to_the_nudge() {
         daemon.log()
     );
     // The keyboard is left alone.
-    assert_eq!(std::fs::read_to_string(devices.join("1-2/authorized")).unwrap().trim(), "1");
+    assert_eq!(
+        std::fs::read_to_string(devices.join("1-2/authorized"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
 
     // The cycle the uevent started reports the block.
     let sequence = daemon.wait_for_cycle_after(1, DEADLINE);
@@ -126,7 +146,9 @@ fn a_plugged_in_stick_is_deauthorized_reported_and_offered_to_the_nudge() {
     let status = agent_harness::status(&socket).unwrap();
     let events = status["recent_events"].as_array().unwrap();
     assert!(
-        events.iter().any(|event| event["kind"] == "usb_device_blocked"),
+        events
+            .iter()
+            .any(|event| event["kind"] == "usb_device_blocked"),
         "{status:#}"
     );
     assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());

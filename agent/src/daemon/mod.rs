@@ -202,6 +202,13 @@ pub async fn run(
                                 new.interval(),
                             );
                         }
+                        if new.spool_limits() != config.spool_limits() {
+                            // Applied at the next append, which drops (and
+                            // counts) what no longer fits.
+                            if let Ok(mut spool) = spool.lock() {
+                                spool.set_limits(new.spool_limits());
+                            }
+                        }
                         if delivery_changed(&config, &new) {
                             match http::client(&new) {
                                 Ok(client) => {
@@ -344,9 +351,8 @@ async fn enforce_usb_now(host: &Host, policy: &Policy, trigger: &Trigger) -> Opt
         .usb_storage
         .as_ref()
         .is_some_and(|usb| usb.storage == UsbStorageMode::ReadOnly);
-    let usb_disk_added = uevent.action == "add"
-        && uevent.subsystem == "block"
-        && uevent.devpath.contains("/usb");
+    let usb_disk_added =
+        uevent.action == "add" && uevent.subsystem == "block" && uevent.devpath.contains("/usb");
     let path = if uevent.is_usb_device_added() {
         uevent.sysfs_path()
     } else if read_only && usb_disk_added {
@@ -431,12 +437,6 @@ fn restart_only_changes(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static st
     }
     if old.socket_path != new.socket_path {
         keys.push("socket_path");
-    }
-    if old.spool_max_reports != new.spool_max_reports {
-        keys.push("spool_max_reports");
-    }
-    if old.spool_max_bytes != new.spool_max_bytes {
-        keys.push("spool_max_bytes");
     }
     if old.log_format != new.log_format {
         keys.push("log_format");

@@ -259,6 +259,26 @@ fn count_bound_drops_the_oldest_and_the_count_is_reported_once() {
 }
 
 #[test]
+fn an_evicted_report_hands_back_the_drops_it_was_carrying() {
+    // A long outage: 25 reports into a spool of 10, each report carrying
+    // the drops so far. Evicting a report that carried a count must not
+    // lose that count: what the spool still holds plus what is still
+    // unreported accounts for every one of the 15 drops.
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), limits(10)).unwrap();
+    for _ in 0..25 {
+        append_next(&mut spool);
+    }
+    let spooled: u64 = spool.pending().iter().map(|&s| carried(&spool, s)).sum();
+    assert_eq!(spooled + spool.dropped_unreported(), 15);
+    // The same after reopening (the counts are read back from the entries).
+    drop(spool);
+    let spool = Spool::open(dir.path(), limits(10)).unwrap();
+    let spooled: u64 = spool.pending().iter().map(|&s| carried(&spool, s)).sum();
+    assert_eq!(spooled + spool.dropped_unreported(), 15);
+}
+
+#[test]
 fn byte_bound_drops_the_oldest() {
     let dir = tempfile::tempdir().unwrap();
     let mut spool = Spool::open(dir.path(), limits(100)).unwrap();
