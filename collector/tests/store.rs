@@ -46,6 +46,7 @@ macro_rules! store_tests {
 }
 
 store_tests! {
+    compliance_trend_counts_each_device_by_its_last_report_of_the_day,
     migrations_are_idempotent,
     enrollment_creates_the_device_and_its_key,
     enrollment_refuses_a_wrong_secret,
@@ -727,6 +728,79 @@ async fn envelope_comes_back_byte_for_byte(backend: Backend) {
         db.report_envelope(&device.id, u64::MAX).await.unwrap(),
         None
     );
+}
+
+/// The overview's trend: per UTC day, the devices that reported and those
+/// whose *last* report that day had no failing check, whatever order the
+/// reports arrive in (a spooled backlog arrives late and in batches).
+async fn compliance_trend_counts_each_device_by_its_last_report_of_the_day(backend: Backend) {
+    let db = fresh_store(backend).await;
+    let a = enrolled(&db, "a").await;
+    let b = enrolled(&db, "b").await;
+    // Midnight UTC of a day after `at(0)`.
+    let midnight = (1_750_000_000 / 86_400 + 1) * 86_400;
+    let day = |n: i64| DateTime::from_timestamp(midnight + n * 86_400, 0).expect("in range");
+    let with = |device: &Device, sequence: u64, issued: DateTime<Utc>, fail: bool| {
+        let mut r = report(device, sequence);
+        r.issued_at = issued;
+        r.received_at = issued;
+        r.verdicts = vec![verdict(
+            "disk_encryption",
+            if fail {
+                CheckStatus::Fail
+            } else {
+                CheckStatus::Pass
+            },
+        )];
+        r
+    };
+    // Day 0: a fails in the morning and passes by evening; b fails.
+    // Day 1: a fails; b passes, in two batches.
+    store(
+        &db,
+        &[with(&a, 1, day(0) + chrono::TimeDelta::hours(8), true)],
+    )
+    .await;
+    store(
+        &db,
+        &[
+            with(&a, 2, day(0) + chrono::TimeDelta::hours(18), false),
+            with(&b, 1, day(0) + chrono::TimeDelta::hours(9), true),
+        ],
+    )
+    .await;
+    store(
+        &db,
+        &[with(&a, 3, day(1) + chrono::TimeDelta::hours(8), true)],
+    )
+    .await;
+    store(
+        &db,
+        &[with(&b, 2, day(1) + chrono::TimeDelta::hours(8), false)],
+    )
+    .await;
+
+    let trend = db
+        .compliance_trend(day(0), day(1) + chrono::TimeDelta::hours(23))
+        .await
+        .unwrap();
+    let rows: Vec<(i64, u64, u64)> = trend
+        .iter()
+        .map(|d| {
+            (
+                (d.day - day(0).date_naive()).num_days(),
+                d.reporting,
+                d.compliant,
+            )
+        })
+        .collect();
+    assert_eq!(rows, [(0, 2, 1), (1, 2, 1)]);
+    // A day outside the range is left out.
+    let first_only = db
+        .compliance_trend(day(0), day(0) + chrono::TimeDelta::hours(23))
+        .await
+        .unwrap();
+    assert_eq!(first_only.len(), 1);
 }
 
 async fn latest_verdicts_follow_the_highest_sequence(backend: Backend) {

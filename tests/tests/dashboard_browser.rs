@@ -32,6 +32,8 @@ struct Fleet {
     /// The device whose user is [`SQL_USER`].
     sql_user_id: String,
     passing_hostnames: Vec<String>,
+    /// The one macOS device among them.
+    mac_hostname: String,
 }
 
 /// A collector with an admin and a viewer, one device failing
@@ -87,7 +89,13 @@ async fn fleet() -> Fleet {
             .unwrap();
         passing_hostnames.push(hostname);
     }
+    let mac_hostname = passing_hostnames
+        .iter()
+        .find(|name| name.contains("macos"))
+        .expect("one passing device is a Mac")
+        .clone();
     Fleet {
+        mac_hostname,
         failing_id: failing.device_id.unwrap(),
         sql_user_id: sql_user.device_id.unwrap(),
         _dir: dir,
@@ -164,19 +172,33 @@ async fn listed_hostnames(browser: &Browser) -> Vec<String> {
     names
 }
 
-/// Submits the filter form with `q` and `status` (the other filters left
-/// at "any") and waits for the new table.
-async fn filter(browser: &Browser, q: &str, status: &str) {
+/// What to put in the filter form; empty means "any".
+#[derive(Default)]
+struct Filter<'a> {
+    q: &'a str,
+    rule: &'a str,
+    status: &'a str,
+    os: &'a str,
+}
+
+/// Submits the filter form and waits for the new table.
+async fn filter(browser: &Browser, filter: Filter<'_>) {
     let search = browser.element("input#q").await.unwrap();
     search.clear().await.unwrap();
-    search.send_keys(q).await.unwrap();
-    browser
-        .element("select#status")
-        .await
-        .unwrap()
-        .select_by_value(status)
-        .await
-        .unwrap();
+    search.send_keys(filter.q).await.unwrap();
+    for (select, value) in [
+        ("select#rule", filter.rule),
+        ("select#status", filter.status),
+        ("select#os", filter.os),
+    ] {
+        browser
+            .element(select)
+            .await
+            .unwrap()
+            .select_by_value(value)
+            .await
+            .unwrap_or_else(|err| panic!("{select} has no option {value:?}: {err}"));
+    }
     browser.mark_page().await.unwrap();
     browser
         .element("button#apply")
@@ -274,7 +296,14 @@ async fn an_admin_logs_in_finds_the_failing_device_filters_exports_and_logs_out(
     expected.sort();
     assert_eq!(all, expected);
 
-    filter(&browser, "", "fail").await;
+    filter(
+        &browser,
+        Filter {
+            status: "fail",
+            ..Filter::default()
+        },
+    )
+    .await;
     // The hostname is shown as the literal text, not run as markup.
     assert_eq!(listed_hostnames(&browser).await, [XSS_HOSTNAME]);
     assert_eq!(number(&browser, "#result-count").await, 1);
@@ -329,8 +358,45 @@ async fn an_admin_logs_in_finds_the_failing_device_filters_exports_and_logs_out(
         "the CSV was served without a session"
     );
 
+    // By rule: the failing device fails disk_encryption, the others pass it.
+    filter(
+        &browser,
+        Filter {
+            rule: RuleId::DISK_ENCRYPTION,
+            status: "pass",
+            ..Filter::default()
+        },
+    )
+    .await;
+    assert_eq!(listed_hostnames(&browser).await.len(), 4);
+    assert!(
+        !listed_hostnames(&browser)
+            .await
+            .contains(&XSS_HOSTNAME.to_owned())
+    );
+    // By OS: the one Mac.
+    filter(
+        &browser,
+        Filter {
+            os: "Darwin",
+            ..Filter::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        listed_hostnames(&browser).await,
+        [fleet.mac_hostname.as_str()]
+    );
+
     // Hostile search text matches exactly the device whose user it is.
-    filter(&browser, SQL_USER, "").await;
+    filter(
+        &browser,
+        Filter {
+            q: SQL_USER,
+            ..Filter::default()
+        },
+    )
+    .await;
     let rows = browser.all("table#devices tr.device").await.unwrap();
     assert_eq!(rows.len(), 1);
     let user = rows[0]
@@ -342,7 +408,14 @@ async fn an_admin_logs_in_finds_the_failing_device_filters_exports_and_logs_out(
     browser.screenshot("05-devices-search").await.unwrap();
 
     // The failing device's page: its verdicts, its identity, revocable.
-    filter(&browser, "", "fail").await;
+    filter(
+        &browser,
+        Filter {
+            status: "fail",
+            ..Filter::default()
+        },
+    )
+    .await;
     browser.mark_page().await.unwrap();
     browser
         .element("table#devices a.device-link")

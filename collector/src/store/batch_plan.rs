@@ -46,6 +46,56 @@ pub(crate) struct ReportInsert<'a> {
     pub summary_json: String,
 }
 
+/// One device's day in the compliance trend: the device's latest report of
+/// that UTC day decides whether the device was compliant that day. Stored
+/// in `device_days` as reports arrive, so the overview reads one small row
+/// per device and day instead of a month of report rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DayRollup<'a> {
+    pub device_id: &'a str,
+    /// Days since 1970-01-01 (UTC), of `issued_at`.
+    pub day: i64,
+    /// Milliseconds.
+    pub issued_at: i64,
+    pub sequence: i64,
+    /// No check failed (unknowns do not make a device non-compliant here,
+    /// as in the overview's counts).
+    pub compliant: bool,
+}
+
+/// The rollup rows of a batch's stored reports: one per device and day,
+/// the latest report of that day in the batch (an upsert may not touch a
+/// row twice). The upsert keeps a stored row that is later still.
+pub(crate) fn day_rollups<'a>(
+    inserts: &[ReportInsert<'a>],
+) -> Result<Vec<DayRollup<'a>>, StoreError> {
+    const DAY_MILLIS: i64 = 86_400_000;
+    let mut latest: BTreeMap<(&'a str, i64), DayRollup<'a>> = BTreeMap::new();
+    for insert in inserts {
+        let report = insert.report;
+        let issued_at = super::to_millis(report.issued_at);
+        let rollup = DayRollup {
+            device_id: report.device_id.as_str(),
+            day: issued_at.div_euclid(DAY_MILLIS),
+            issued_at,
+            sequence: to_db_integer(report.sequence, "sequence")?,
+            compliant: !report
+                .verdicts
+                .iter()
+                .any(|verdict| verdict.status == palisade_shared::report::CheckStatus::Fail),
+        };
+        latest
+            .entry((rollup.device_id, rollup.day))
+            .and_modify(|kept| {
+                if (rollup.issued_at, rollup.sequence) > (kept.issued_at, kept.sequence) {
+                    *kept = rollup;
+                }
+            })
+            .or_insert(rollup);
+    }
+    Ok(latest.into_values().collect())
+}
+
 /// What changes on one device's row after the batch.
 #[derive(Debug)]
 pub(crate) struct DeviceUpdate<'a> {

@@ -363,31 +363,22 @@ pub(crate) fn longest_failing(dialect: Dialect, at: DateTime<Utc>, limit: u32) -
     sql
 }
 
-/// The compliance trend for reports issued in `[from, to)` (columns `day`,
-/// days since the epoch in UTC; `reporting`; `compliant`).
-///
-/// A report's `summary` is `batch_plan::status_counts_json`'s object of
-/// counts by status, which has a `"fail":` key exactly when a check
-/// failed; matching that text keeps the query free of each database's own
-/// JSON functions.
+/// The compliance trend for the UTC days from `from`'s through `to`'s
+/// (columns `day`, days since the epoch in UTC; `reporting`; `compliant`),
+/// from the `device_days` rollup that ingest keeps: each device's latest
+/// report of each day. Reading one row per device and day, not a month of
+/// reports with their envelopes, is what keeps the overview fast.
 pub(crate) fn compliance_trend(dialect: Dialect, from: DateTime<Utc>, to: DateTime<Utc>) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push(
-        "WITH daily AS ( \
-           SELECT issued_at / 86400000 AS day, summary, \
-             ROW_NUMBER() OVER (PARTITION BY device_id, issued_at / 86400000 \
-               ORDER BY issued_at DESC, sequence DESC) AS n \
-           FROM reports WHERE issued_at >= ",
+        "SELECT day, COUNT(*) AS reporting, \
+           SUM(CASE WHEN compliant THEN 1 ELSE 0 END) AS compliant \
+         FROM device_days WHERE day >= ",
     )
-    .bind_int(to_millis(from))
-    .push(" AND issued_at < ")
-    .bind_int(to_millis(to))
-    .push(
-        ") \
-         SELECT day, COUNT(*) AS reporting, \
-           SUM(CASE WHEN summary LIKE '%\"fail\":%' THEN 0 ELSE 1 END) AS compliant \
-         FROM daily WHERE n = 1 GROUP BY day ORDER BY day",
-    );
+    .bind_int(to_millis(from).div_euclid(86_400_000))
+    .push(" AND day <= ")
+    .bind_int(to_millis(to).div_euclid(86_400_000))
+    .push(" GROUP BY day ORDER BY day");
     sql
 }
 

@@ -341,6 +341,30 @@ impl StoreBackend for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
+        let rollups = super::batch_plan::day_rollups(&plan.inserts)?;
+        if !rollups.is_empty() {
+            let device_id: Vec<&str> = rollups.iter().map(|r| r.device_id).collect();
+            let day: Vec<i64> = rollups.iter().map(|r| r.day).collect();
+            let issued_at: Vec<i64> = rollups.iter().map(|r| r.issued_at).collect();
+            let sequence: Vec<i64> = rollups.iter().map(|r| r.sequence).collect();
+            let compliant: Vec<bool> = rollups.iter().map(|r| r.compliant).collect();
+            sqlx::query(
+                "INSERT INTO device_days (device_id, day, issued_at, sequence, compliant) \
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], \
+                   $5::boolean[]) \
+                 ON CONFLICT (device_id, day) DO UPDATE SET issued_at = EXCLUDED.issued_at, \
+                   sequence = EXCLUDED.sequence, compliant = EXCLUDED.compliant \
+                 WHERE (EXCLUDED.issued_at, EXCLUDED.sequence) > \
+                   (device_days.issued_at, device_days.sequence)",
+            )
+            .bind(&device_id)
+            .bind(&day)
+            .bind(&issued_at)
+            .bind(&sequence)
+            .bind(&compliant)
+            .execute(&mut *tx)
+            .await?;
+        }
 
         if !plan.devices.is_empty() {
             let mut columns = DeviceColumns::default();

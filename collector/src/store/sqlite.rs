@@ -377,6 +377,34 @@ impl StoreBackend for SqliteStore {
             // prepared-statement cache rather than crowd out the fixed ones.
             query.persistent(false).execute(&mut *tx).await?;
         }
+        let rollups = super::batch_plan::day_rollups(&plan.inserts)?;
+        for chunk in rollups.chunks(REPORT_INSERT_ROWS) {
+            let mut sql = String::from(
+                "INSERT INTO device_days (device_id, day, issued_at, sequence, compliant) VALUES ",
+            );
+            for index in 0..chunk.len() {
+                if index > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str("(?, ?, ?, ?, ?)");
+            }
+            sql.push_str(
+                " ON CONFLICT (device_id, day) DO UPDATE SET issued_at = excluded.issued_at, \
+                   sequence = excluded.sequence, compliant = excluded.compliant \
+                 WHERE (excluded.issued_at, excluded.sequence) > \
+                   (device_days.issued_at, device_days.sequence)",
+            );
+            let mut query = sqlx::query(&sql);
+            for rollup in chunk {
+                query = query
+                    .bind(rollup.device_id)
+                    .bind(rollup.day)
+                    .bind(rollup.issued_at)
+                    .bind(rollup.sequence)
+                    .bind(rollup.compliant);
+            }
+            query.persistent(false).execute(&mut *tx).await?;
+        }
 
         if plan.devices.is_empty() {
             tx.commit().await?;

@@ -89,7 +89,11 @@ fn try_main() -> anyhow::Result<()> {
     let temporary = tempfile::tempdir().context("cannot make a temporary directory")?;
     let state_dir = match &args.keep_state {
         Some(dir) => {
-            ensure!(!dir.exists(), "--keep-state {} exists already", dir.display());
+            ensure!(
+                !dir.exists(),
+                "--keep-state {} exists already",
+                dir.display()
+            );
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot make {}", dir.display()))?;
             dir.clone()
@@ -159,9 +163,14 @@ fn try_main() -> anyhow::Result<()> {
     println!("load average before the requests: {load_before}; after: {load_after}");
     println!("CPU: {}", cpu_model());
     println!();
-    println!("| page | requests | first (cold) server / client | server min | median | p95 | max | client min | median | p95 | max |");
+    println!(
+        "| page | requests | first (cold) server / client | server min | median | p95 | max | client min | median | p95 | max |"
+    );
     println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (page, timings) in [("`/` (overview)", &overview), ("`/devices` (first page)", &devices)] {
+    for (page, timings) in [
+        ("`/` (overview)", &overview),
+        ("`/devices` (first page)", &devices),
+    ] {
         let server = sorted(timings.runs.iter().map(|(s, _)| *s));
         let client = sorted(timings.runs.iter().map(|(_, c)| *c));
         println!(
@@ -285,7 +294,13 @@ struct Collector {
 impl Collector {
     fn start(binary: &Path, state_dir: &Path) -> anyhow::Result<Self> {
         let mut child = Command::new(binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--self-signed-tls", "--state-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--self-signed-tls",
+                "--state-dir",
+            ])
             .arg(state_dir)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -342,7 +357,12 @@ impl Drop for Collector {
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_else(|_| "unknown".into())
 }
 
