@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, FixedOffset, Utc};
 use palisade_shared::RuleId;
-use palisade_shared::report::{CheckResult, Event};
+use palisade_shared::report::{CheckResult, Event, EventKind};
 
 use crate::nudge::schedule::DeadlinePhase;
 
@@ -100,6 +100,34 @@ pub fn usb_blocked_body(event: &Event) -> String {
     )
 }
 
+/// The title and body for an event the user should hear about, or `None`
+/// for the kinds that are not theirs (policy updates, spool drops): a
+/// blocked USB device, and a setting the agent changed (`enforced` with
+/// result `applied`), so a changed screen-lock time is never a mystery.
+pub fn event_message(event: &Event) -> Option<(String, String)> {
+    match event.kind {
+        EventKind::UsbDeviceBlocked => {
+            Some((usb_blocked_title().to_owned(), usb_blocked_body(event)))
+        }
+        EventKind::Enforced => {
+            let detail = |key: &str| event.details.get(key).and_then(serde_json::Value::as_str);
+            if detail("result") != Some("applied") {
+                return None;
+            }
+            let rule = RuleId::new(detail("rule")?);
+            Some((
+                format!("{} set for you", rule_title(&rule)),
+                format!(
+                    "Palisade changed this setting to meet your organisation's policy. {} \
+                     Nothing for you to do.",
+                    why_it_matters(&rule)
+                ),
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// A deadline's local day as people write it: `Mon 30 Nov`.
 pub fn local_day(at: DateTime<Utc>, local_offset: FixedOffset) -> String {
     at.with_timezone(&local_offset)
@@ -129,7 +157,7 @@ fn sentence_case(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone as _, Utc};
-    use palisade_shared::report::{CheckStatus, EventKind, Mode};
+    use palisade_shared::report::{CheckStatus, Mode};
 
     use super::*;
 
@@ -198,6 +226,34 @@ mod tests {
             assert_ne!(why_it_matters(&rule), why_it_matters(&RuleId::new("x")));
         }
         assert_eq!(rule_title(&RuleId::new("new_rule")), "New rule");
+    }
+
+    #[test]
+    fn an_applied_enforcement_is_told_and_other_events_are_not() {
+        let event = |kind: EventKind, details: serde_json::Value| Event {
+            kind,
+            at: Utc.with_ymd_and_hms(2026, 11, 23, 9, 14, 59).unwrap(),
+            details: details.as_object().cloned().unwrap_or_default(),
+        };
+        let (title, body) = event_message(&event(
+            EventKind::Enforced,
+            serde_json::json!({"rule": "screen_lock", "result": "applied"}),
+        ))
+        .expect("told");
+        assert_eq!(title, "Screen lock set for you");
+        assert!(body.contains("Nothing for you to do"), "{body}");
+        let failed = event(
+            EventKind::Enforced,
+            serde_json::json!({"rule": "screen_lock", "result": "failed"}),
+        );
+        assert_eq!(event_message(&failed), None);
+        assert_eq!(
+            event_message(&event(EventKind::PolicyApplied, serde_json::json!({}))),
+            None
+        );
+        assert!(
+            event_message(&event(EventKind::UsbDeviceBlocked, serde_json::json!({}))).is_some()
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@
 
 use chrono::{DateTime, FixedOffset, TimeDelta, Timelike as _, Utc};
 use palisade_shared::RuleId;
-use palisade_shared::report::{CheckResult, CheckStatus, Event, EventKind, Mode};
+use palisade_shared::report::{CheckResult, CheckStatus, Event, Mode};
 
 use crate::config::WorkingHours;
 use crate::nudge::memory::{EventKey, NudgeMemory};
@@ -165,11 +165,14 @@ pub fn decide(
             .recent_events
             .iter()
             .filter(|event| event_is_due(event, now, memory))
-            .map(|event| Nudge {
-                subject: NudgeSubject::Event(EventKey::of(event)),
-                title: message::usb_blocked_title().to_owned(),
-                body: message::usb_blocked_body(event),
-                urgency: Urgency::Normal,
+            .filter_map(|event| {
+                let (title, body) = message::event_message(event)?;
+                Some(Nudge {
+                    subject: NudgeSubject::Event(EventKey::of(event)),
+                    title,
+                    body,
+                    urgency: Urgency::Normal,
+                })
             }),
     );
     nudges
@@ -226,7 +229,7 @@ fn rule_is_due(
 }
 
 fn event_is_due(event: &Event, now: DateTime<Utc>, memory: &NudgeMemory) -> bool {
-    event.kind == EventKind::UsbDeviceBlocked
+    message::event_message(event).is_some()
         && now - event.at <= EVENT_MAX_AGE
         && !memory.event_shown(&EventKey::of(event))
 }
