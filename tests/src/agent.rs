@@ -187,3 +187,32 @@ impl Drop for RunningAgent {
         let _ = self.child.wait();
     }
 }
+
+/// The config of a test agent in `dir`, enrolled to `collector`: its CA,
+/// state directory and socket under `dir`, an hour's interval (so every
+/// other cycle is one the test asked for), then the `extra` lines.
+pub fn config_text(
+    dir: &Path,
+    collector: &crate::collector::RunningCollector,
+    extra: &str,
+) -> String {
+    format!(
+        "collector_url = \"{}\"\nca_file = \"{}\"\nstate_dir = \"{}\"\nsocket_path = \"{}\"\ninterval_seconds = 3600\n{extra}",
+        collector.url,
+        collector.state_dir.join("tls/cert.pem").display(),
+        dir.join("state").display(),
+        dir.join("agent.sock").display(),
+    )
+}
+
+/// Writes [`config_text`] to `dir/agent.toml` and returns its path.
+pub fn write_config(
+    dir: &Path,
+    collector: &crate::collector::RunningCollector,
+    extra: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, config_text(dir, collector, extra))
+        .unwrap_or_else(|err| panic!("cannot write {}: {err}", path.display()));
+    path
+}

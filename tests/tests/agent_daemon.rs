@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use palisade_collector::store::{Store, StoreBackend as _};
-use palisade_tests::agent::RunningAgent;
+use palisade_tests::agent::{self as agent_harness, RunningAgent};
 use palisade_tests::collector::RunningCollector;
 use palisade_tests::{agent, run};
 
@@ -18,28 +18,12 @@ use palisade_tests::{agent, run};
 const DEADLINE: Duration = Duration::from_secs(60);
 
 fn write_config(dir: &Path, collector: &RunningCollector) -> std::path::PathBuf {
-    let path = dir.join("agent.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "collector_url = \"{}\"\nca_file = \"{}\"\nstate_dir = \"{}\"\nsocket_path = \"{}\"\ninterval_seconds = 3600\n",
-            collector.url,
-            collector.state_dir.join("tls/cert.pem").display(),
-            dir.join("state").display(),
-            dir.join("agent.sock").display(),
-        ),
-    )
-    .unwrap();
-    path
+    agent_harness::write_config(dir, collector, "")
 }
 
 /// `write_config` with more keys appended.
 fn write_config_with(dir: &Path, collector: &RunningCollector, extra: &str) -> std::path::PathBuf {
-    let path = write_config(dir, collector);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(extra);
-    std::fs::write(&path, text).unwrap();
-    path
+    agent_harness::write_config(dir, collector, extra)
 }
 
 /// The device id `palisade-agent identity` prints.

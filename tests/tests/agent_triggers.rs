@@ -10,11 +10,11 @@
 
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use palisade_tests::agent;
-use palisade_tests::agent::RunningAgent;
+use palisade_tests::agent::{RunningAgent, config_text};
 use palisade_tests::collector::RunningCollector;
 
 /// A trigger is debounced for 200 ms and a cycle on a host root takes
@@ -29,16 +29,6 @@ struct Setup {
     dir: tempfile::TempDir,
     config: PathBuf,
     root: PathBuf,
-}
-
-fn config_text(dir: &Path, collector: &RunningCollector, extra: &str) -> String {
-    format!(
-        "collector_url = \"{}\"\nca_file = \"{}\"\nstate_dir = \"{}\"\nsocket_path = \"{}\"\ninterval_seconds = 3600\n{extra}",
-        collector.url,
-        collector.state_dir.join("tls/cert.pem").display(),
-        dir.join("state").display(),
-        dir.join("agent.sock").display(),
-    )
 }
 
 /// A collector, an enrolled agent config, and a small host root with the

@@ -68,18 +68,7 @@ fn a_plugged_in_stick_is_deauthorized_reported_and_offered_to_the_nudge() {
     let collector = RunningCollector::start(collector_dir.path(), None);
     let secret = collector.create_secret(&["--uses", "1"]);
     let socket = dir.path().join("agent.sock");
-    let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "collector_url = \"{}\"\nca_file = \"{}\"\nstate_dir = \"{}\"\nsocket_path = \"{}\"\ninterval_seconds = 3600\n",
-            collector.url,
-            collector.state_dir.join("tls/cert.pem").display(),
-            dir.path().join("state").display(),
-            socket.display(),
-        ),
-    )
-    .unwrap();
+    let config = agent_harness::write_config(dir.path(), &collector, "");
     let enrolled = agent(&[
         "enroll",
         "--config",
