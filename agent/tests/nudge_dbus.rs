@@ -85,6 +85,9 @@ struct Fixture {
     state_file: PathBuf,
     board: StatusBoard,
     stop: Option<oneshot::Sender<()>>,
+    /// Run `palisade-nudge` (the helper alone, as Windows' Run key starts
+    /// it) instead of `palisade-agent nudge`.
+    standalone: bool,
 }
 
 struct Run {
@@ -119,6 +122,7 @@ impl Fixture {
             state_file,
             board,
             stop: Some(stop),
+            standalone: false,
         }
     }
 
@@ -134,9 +138,14 @@ impl Fixture {
         now: DateTime<Utc>,
         extra: &[&str],
     ) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_palisade-agent"));
+        let mut command = if self.standalone {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_palisade-nudge"))
+        } else {
+            let mut agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_palisade-agent"));
+            agent.arg("nudge");
+            agent
+        };
         command
-            .arg("nudge")
             .arg("--socket")
             .arg(socket)
             .arg("--state-file")
@@ -246,6 +255,20 @@ async fn failing_rules_are_shown_once_per_interval_and_never_in_quiet_hours() {
     assert!(
         fixture.once(at(23, 19, 0)).await.is_empty(),
         "19:00 is outside 08:00-18:00 although the interval has passed"
+    );
+}
+
+/// Windows' Run key starts `palisade-nudge`, the same helper built without
+/// a console window; it takes the same flags and shows the same thing.
+#[tokio::test]
+async fn the_standalone_helper_is_the_same_helper() {
+    let mut fixture = Fixture::start(agent_status(mixed_rules(), Vec::new())).await;
+    fixture.standalone = true;
+    let first = fixture.once(at(23, 10, 0)).await;
+    assert_eq!(summaries(&first), ["Screen lock", "Disk encryption"]);
+    assert!(
+        fixture.once(at(23, 11, 0)).await.is_empty(),
+        "it remembers what it showed, as `palisade-agent nudge` does"
     );
 }
 

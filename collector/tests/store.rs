@@ -57,6 +57,7 @@ store_tests! {
     revocation_covers_the_device_and_its_keys,
     first_report_is_stored_and_updates_the_device,
     same_report_again_is_a_duplicate,
+    report_of_a_device_revoked_before_its_batch_is_not_stored,
     same_sequence_other_digest_is_a_conflict,
     sequence_below_the_stored_one_is_a_conflict,
     gap_sets_the_sequence_gap_flag_for_good,
@@ -535,6 +536,24 @@ async fn same_report_again_is_a_duplicate(backend: Backend) {
     assert_eq!(db.count_reports().await.unwrap(), 1);
 }
 
+/// Ingest checks the key before batching; a revoke that commits in between
+/// is seen inside the batch's transaction, and only that device's report is
+/// refused.
+async fn report_of_a_device_revoked_before_its_batch_is_not_stored(backend: Backend) {
+    let db = fresh_store(backend).await;
+    let revoked = enrolled(&db, "a").await;
+    let other = enrolled(&db, "b").await;
+    assert!(db.revoke_device(&revoked.id, at(500)).await.unwrap());
+    assert_eq!(
+        store(&db, &[report(&revoked, 1), report(&other, 1)]).await,
+        [StoreOutcome::Revoked, STORED]
+    );
+    assert_eq!(db.count_reports().await.unwrap(), 1);
+    assert_eq!(db.report_envelope(&revoked.id, 1).await.unwrap(), None);
+    let device = db.device(&revoked.id).await.unwrap().expect("device");
+    assert_eq!(device.last_sequence, None);
+}
+
 async fn same_sequence_other_digest_is_a_conflict(backend: Backend) {
     let db = fresh_store(backend).await;
     let device = enrolled(&db, "a").await;
@@ -801,6 +820,21 @@ async fn compliance_trend_counts_each_device_by_its_last_report_of_the_day(backe
         .await
         .unwrap();
     assert_eq!(first_only.len(), 1);
+
+    // Retention takes the rollup's whole days before the cutoff's day with
+    // the reports they were made from; the cutoff's own day stays.
+    db.purge_reports_before(day(1) + chrono::TimeDelta::hours(12))
+        .await
+        .unwrap();
+    let after_purge = db
+        .compliance_trend(day(0), day(1) + chrono::TimeDelta::hours(23))
+        .await
+        .unwrap();
+    let days: Vec<i64> = after_purge
+        .iter()
+        .map(|d| (d.day - day(0).date_naive()).num_days())
+        .collect();
+    assert_eq!(days, [1]);
 }
 
 async fn latest_verdicts_follow_the_highest_sequence(backend: Backend) {

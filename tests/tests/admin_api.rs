@@ -1298,6 +1298,9 @@ async fn csv_export_with_formula_hostnames(backend: Backend) {
     let hostnames = ["=1+2", "+SUM(A1)", "-cmd", "@calc", "plain-pc"];
     for hostname in hostnames {
         let mut device = f.enroll(hostname).await;
+        if hostname == "plain-pc" {
+            device = device.with_console_user("=cmd|' /C calc'!A0");
+        }
         f.report(&mut device, [Fail, Pass], DEBIAN).await;
     }
     let mut passing = f.enroll("passing-pc").await;
@@ -1322,7 +1325,8 @@ async fn csv_export_with_formula_hostnames(backend: Backend) {
     let lines: Vec<&str> = answer.text.lines().collect();
     assert_eq!(
         lines[0],
-        "device_id,hostname,status,os_name,os_version,kernel_version,agent_version,enrolled_at,\
+        "device_id,hostname,console_user,status,os_name,os_version,kernel_version,agent_version,\
+         enrolled_at,\
          last_seen_at,revoked_at,last_sequence,sequence_gap,chain_broken,\
          screen_lock,disk_encryption,password_policy,usb_storage"
     );
@@ -1338,9 +1342,15 @@ async fn csv_export_with_formula_hostnames(backend: Backend) {
     for line in &lines[1..] {
         let cells: Vec<&str> = line.split(',').collect();
         assert_eq!(cells[0].len(), 36, "{line}");
-        assert_eq!(cells[2], "fail", "{line}");
-        assert_eq!(&cells[13..], ["pass", "fail", "", ""], "{line}");
-        assert_eq!(cells[10], "1", "{line}");
+        let console_user = if cells[1] == "plain-pc" {
+            "'=cmd|' /C calc'!A0"
+        } else {
+            ""
+        };
+        assert_eq!(cells[2], console_user, "{line}");
+        assert_eq!(cells[3], "fail", "{line}");
+        assert_eq!(&cells[14..], ["pass", "fail", "", ""], "{line}");
+        assert_eq!(cells[11], "1", "{line}");
     }
     assert!(!answer.text.contains("passing-pc"));
 

@@ -87,11 +87,7 @@ async fn accept(
         ));
     };
     if key.revoked_at.is_some() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "revoked",
-            "this device has been revoked; re-enroll it with a new key",
-        ));
+        return Err(revoked_device());
     }
 
     let report = Report::from_json(&verified.payload).map_err(|err| {
@@ -191,6 +187,7 @@ async fn accept(
             "sequence_conflict",
             reason.message(),
         )),
+        Ok(StoreOutcome::Revoked) => Err(revoked_device()),
         Err(SubmitError::Closed) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
@@ -198,6 +195,16 @@ async fn accept(
         )),
         Err(SubmitError::Store(err)) => Err(ApiError::internal("report batch failed", &err)),
     }
+}
+
+/// The answer to a report from a revoked device, whether the revocation was
+/// seen at the key check or, racing it, inside the batch's transaction.
+fn revoked_device() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "revoked",
+        "this device has been revoked; re-enroll it with a new key",
+    )
 }
 
 /// Maps an envelope failure to its answer.

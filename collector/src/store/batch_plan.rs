@@ -24,6 +24,9 @@ use crate::ingest::chain::{ChainDecision, ChainState, IncomingLink, decide};
 pub(crate) struct ChainHead {
     pub last_sequence: Option<u64>,
     pub last_digest: Option<String>,
+    /// The device was revoked, read inside the writing transaction: a report
+    /// verified just before a revoke committed is refused here, not stored.
+    pub revoked: bool,
 }
 
 /// The distinct devices of a batch, sorted. Backends lock device rows in
@@ -69,15 +72,13 @@ pub(crate) struct DayRollup<'a> {
 pub(crate) fn day_rollups<'a>(
     inserts: &[ReportInsert<'a>],
 ) -> Result<Vec<DayRollup<'a>>, StoreError> {
-    const DAY_MILLIS: i64 = 86_400_000;
     let mut latest: BTreeMap<(&'a str, i64), DayRollup<'a>> = BTreeMap::new();
     for insert in inserts {
         let report = insert.report;
-        let issued_at = super::to_millis(report.issued_at);
         let rollup = DayRollup {
             device_id: report.device_id.as_str(),
-            day: issued_at.div_euclid(DAY_MILLIS),
-            issued_at,
+            day: super::utc_day(report.issued_at),
+            issued_at: super::to_millis(report.issued_at),
             sequence: to_db_integer(report.sequence, "sequence")?,
             compliant: !report
                 .verdicts
@@ -174,6 +175,10 @@ pub(crate) fn plan_batch<'a>(
                 "a report names device {device_id}, which is not enrolled"
             ))
         })?;
+        if head.revoked {
+            outcomes.push(StoreOutcome::Revoked);
+            continue;
+        }
         let digest_at_sequence = match batch_digests.get(&(device_id, report.sequence)) {
             Some(digest) => Some((*digest).to_owned()),
             None => stored_digests
@@ -371,6 +376,7 @@ mod tests {
                     ChainHead {
                         last_sequence: head.map(|(s, _)| s),
                         last_digest: head.map(|(_, d)| d.to_owned()),
+                        revoked: false,
                     },
                 )
             })

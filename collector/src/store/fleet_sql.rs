@@ -15,7 +15,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{DeviceQuery, DeviceSort, MAX_DEVICES_PER_PAGE, to_millis};
+use super::{DeviceQuery, DeviceSort, MAX_DEVICES_PER_PAGE, to_millis, utc_day};
 
 /// Which database the text is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,9 +375,9 @@ pub(crate) fn compliance_trend(dialect: Dialect, from: DateTime<Utc>, to: DateTi
            SUM(CASE WHEN compliant THEN 1 ELSE 0 END) AS compliant \
          FROM device_days WHERE day >= ",
     )
-    .bind_int(to_millis(from).div_euclid(86_400_000))
+    .bind_int(utc_day(from))
     .push(" AND day <= ")
-    .bind_int(to_millis(to).div_euclid(86_400_000))
+    .bind_int(utc_day(to))
     .push(" GROUP BY day ORDER BY day");
     sql
 }

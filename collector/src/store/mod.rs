@@ -230,6 +230,9 @@ pub enum StoreOutcome {
     },
     Duplicate,
     Conflict(crate::ingest::chain::ConflictReason),
+    /// The device was revoked after its report's key was checked and before
+    /// the report's batch was written; nothing was stored.
+    Revoked,
 }
 
 // ---------------------------------------------------------------------------
@@ -999,6 +1002,13 @@ pub(crate) fn day_from_number(day: i64) -> Result<chrono::NaiveDate, StoreError>
     DateTime::from_timestamp(day.saturating_mul(86_400), 0)
         .map(|t| t.date_naive())
         .ok_or_else(|| StoreError::Corrupt(format!("day {day} is out of range")))
+}
+
+/// The UTC day `at` falls on, as days since the Unix epoch: the `day`
+/// column of the trend's `device_days` rollup.
+pub(crate) fn utc_day(at: DateTime<Utc>) -> i64 {
+    const DAY_MILLIS: i64 = 86_400_000;
+    to_millis(at).div_euclid(DAY_MILLIS)
 }
 
 /// Unix milliseconds, the database's time representation.

@@ -37,7 +37,7 @@ use super::{
     StoreBackend, StoreError, StoreOutcome, StoredAdminUser, StoredApiToken, TrendDay,
     apply_exceptions, assemble_listings, count_buckets, day_from_number, from_db_integer,
     from_millis, group_failing, hash_from_bytes, parse_device_status, parse_role, parse_status,
-    secret_refusal, small_count, to_db_integer, to_millis,
+    secret_refusal, small_count, to_db_integer, to_millis, utc_day,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -264,15 +264,15 @@ impl StoreBackend for PostgresStore {
         // Lock the batch's devices. ORDER BY makes every collector take the
         // locks in the same order (rows are locked as the sort emits them).
         let devices = batch_devices(batch);
-        let head_rows: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT id, last_sequence, last_digest FROM devices \
+        let head_rows: Vec<(String, Option<i64>, Option<String>, bool)> = sqlx::query_as(
+            "SELECT id, last_sequence, last_digest, revoked_at IS NOT NULL FROM devices \
              WHERE id = ANY($1) ORDER BY id FOR UPDATE",
         )
         .bind(&devices)
         .fetch_all(&mut *tx)
         .await?;
         let mut heads = HashMap::new();
-        for (device_id, last_sequence, last_digest) in head_rows {
+        for (device_id, last_sequence, last_digest, revoked) in head_rows {
             let last_sequence = last_sequence
                 .map(|s| from_db_integer(s, "sequence"))
                 .transpose()?;
@@ -281,6 +281,7 @@ impl StoreBackend for PostgresStore {
                 ChainHead {
                     last_sequence,
                     last_digest,
+                    revoked,
                 },
             );
         }
@@ -479,6 +480,7 @@ impl StoreBackend for PostgresStore {
     }
 
     async fn purge_reports_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
         // The MAX subquery is answered from the (device_id, sequence) index.
         // A report stored concurrently can only be a new highest one, which
         // is after the cutoff and never deleted here.
@@ -488,9 +490,16 @@ impl StoreBackend for PostgresStore {
                 WHERE newest.device_id = reports.device_id)",
         )
         .bind(to_millis(cutoff))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        // The trend's rollup goes with the reports it was made from: whole
+        // UTC days before the cutoff's day.
+        sqlx::query("DELETE FROM device_days WHERE day < $1")
+            .bind(utc_day(cutoff))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(deleted)
     }
 

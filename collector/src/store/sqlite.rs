@@ -44,7 +44,7 @@ use super::{
     StoreBackend, StoreError, StoreOutcome, StoredAdminUser, StoredApiToken, TrendDay,
     apply_exceptions, assemble_listings, count_buckets, day_from_number, from_db_integer,
     from_millis, group_failing, hash_from_bytes, parse_device_status, parse_role, parse_status,
-    secret_refusal, small_count, to_db_integer, to_millis,
+    secret_refusal, small_count, to_db_integer, to_millis, utc_day,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -296,15 +296,15 @@ impl StoreBackend for SqliteStore {
 
         let devices = serde_json::to_string(&batch_devices(batch))
             .map_err(|err| StoreError::Corrupt(format!("cannot encode device ids: {err}")))?;
-        let head_rows: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT id, last_sequence, last_digest FROM devices \
+        let head_rows: Vec<(String, Option<i64>, Option<String>, bool)> = sqlx::query_as(
+            "SELECT id, last_sequence, last_digest, revoked_at IS NOT NULL FROM devices \
              WHERE id IN (SELECT value FROM json_each(?1))",
         )
         .bind(devices)
         .fetch_all(&mut *tx)
         .await?;
         let mut heads = HashMap::new();
-        for (device_id, last_sequence, last_digest) in head_rows {
+        for (device_id, last_sequence, last_digest, revoked) in head_rows {
             let last_sequence = last_sequence
                 .map(|s| from_db_integer(s, "sequence"))
                 .transpose()?;
@@ -313,6 +313,7 @@ impl StoreBackend for SqliteStore {
                 ChainHead {
                     last_sequence,
                     last_digest,
+                    revoked,
                 },
             );
         }
@@ -545,6 +546,12 @@ impl StoreBackend for SqliteStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        // The trend's rollup goes with the reports it was made from: whole
+        // UTC days before the cutoff's day.
+        sqlx::query("DELETE FROM device_days WHERE day < ?1")
+            .bind(utc_day(cutoff))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(deleted)
     }

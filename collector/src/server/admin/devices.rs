@@ -406,9 +406,10 @@ pub async fn summary(
 }
 
 /// The columns of the CSV export before the per-rule ones.
-const CSV_COLUMNS: [&str; 13] = [
+const CSV_COLUMNS: [&str; 14] = [
     "device_id",
     "hostname",
+    "console_user",
     "status",
     "os_name",
     "os_version",
@@ -494,6 +495,7 @@ pub async fn devices_csv(
             let mut row: Vec<String> = vec![
                 device.device_id.clone(),
                 device.hostname.clone(),
+                device.console_user.clone().unwrap_or_default(),
                 listing.status.as_str().to_owned(),
                 device.os_name.clone(),
                 device.os_version.clone(),
