@@ -628,6 +628,7 @@ async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
             clock_skew_seconds: config.clock_skew_seconds,
         },
         enroll_guard: Arc::default(),
+        token_guard: Arc::default(),
         web: crate::web::WebSettings {
             // Plain HTTP is allowed on loopback only (config.rs); there a
             // browser would drop a `Secure` cookie.

@@ -6,12 +6,10 @@
 //! secret is wrong (one answer for every secret problem, so a caller learns
 //! nothing about which secrets exist); 409 the key is already enrolled; 422
 //! `requested_at` outside the allowed clock skew; 429 too many failures from
-//! this address. The secret never reaches a log.
+//! this address ([`super::failure_limit`]). The secret never reaches a log.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -32,51 +30,6 @@ use super::error::ApiError;
 use super::reports::body_refusal;
 use crate::secrets;
 use crate::store::{AuditEntry, EnrollDevice, EnrollRefusal, StoreBackend as _};
-
-/// Failed enrollments allowed per source address per window. Ten: a person
-/// mistyping a secret a few times never meets it; a script guessing does
-/// at once (and guessing 256-bit secrets is hopeless anyway — this keeps
-/// the logs and the database quiet).
-const MAX_FAILURES_PER_WINDOW: u32 = 10;
-/// The window: fifteen minutes, a common lockout period (CIS, NCSC).
-const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Addresses tracked at most; past this the oldest windows are forgotten, so
-/// a flood of source addresses cannot exhaust memory.
-const MAX_TRACKED_ADDRESSES: usize = 10_000;
-
-/// Failed enrollment attempts per source address.
-#[derive(Debug, Default)]
-pub struct FailedAttempts {
-    by_address: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-impl FailedAttempts {
-    fn is_blocked(&self, address: IpAddr, now: Instant) -> bool {
-        let Ok(map) = self.by_address.lock() else {
-            return true;
-        };
-        map.get(&address).is_some_and(|(start, count)| {
-            now.duration_since(*start) < FAILURE_WINDOW && *count >= MAX_FAILURES_PER_WINDOW
-        })
-    }
-
-    fn record_failure(&self, address: IpAddr, now: Instant) {
-        let Ok(mut map) = self.by_address.lock() else {
-            return;
-        };
-        if map.len() >= MAX_TRACKED_ADDRESSES && !map.contains_key(&address) {
-            map.retain(|_, (start, _)| now.duration_since(*start) < FAILURE_WINDOW);
-            if map.len() >= MAX_TRACKED_ADDRESSES {
-                map.clear();
-            }
-        }
-        let entry = map.entry(address).or_insert((now, 0));
-        if now.duration_since(entry.0) >= FAILURE_WINDOW {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-    }
-}
 
 pub async fn enroll(
     State(state): State<AppState>,

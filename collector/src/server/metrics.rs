@@ -1,5 +1,6 @@
 //! Prometheus text metrics at `/metrics`: reports accepted, rejected by
-//! reason, ingest latency, enrollments, and devices by status.
+//! reason, ingest latency, enrollments, admin API token refusals, and
+//! devices by status.
 //!
 //! Labels are fixed codes from the handlers (never client input), so a
 //! hostile client cannot grow the label space. Devices by status is a gauge
@@ -30,6 +31,7 @@ pub struct Metrics {
     reports_accepted: Family<Labels, Counter>,
     reports_rejected: Family<Labels, Counter>,
     enrollments: Family<Labels, Counter>,
+    api_token_refusals: Family<Labels, Counter>,
     ingest_seconds: Histogram,
     devices: Family<Labels, Gauge>,
 }
@@ -46,6 +48,7 @@ impl Default for Metrics {
         let reports_accepted = Family::<Labels, Counter>::default();
         let reports_rejected = Family::<Labels, Counter>::default();
         let enrollments = Family::<Labels, Counter>::default();
+        let api_token_refusals = Family::<Labels, Counter>::default();
         let devices = Family::<Labels, Gauge>::default();
         // 0.5 ms to ~16 s in 16 doublings: a verified single-report commit
         // on SQLite is a few ms; anything past seconds is an outage.
@@ -66,6 +69,11 @@ impl Default for Metrics {
             enrollments.clone(),
         );
         registry.register(
+            "palisade_api_token_refusals",
+            "Admin API requests refused for their token, by reason (invalid, rate_limited)",
+            api_token_refusals.clone(),
+        );
+        registry.register(
             "palisade_ingest_duration_seconds",
             "Time from request to answer for POST /api/v1/reports",
             ingest_seconds.clone(),
@@ -81,6 +89,7 @@ impl Default for Metrics {
             reports_accepted,
             reports_rejected,
             enrollments,
+            api_token_refusals,
             ingest_seconds,
             devices,
         }
@@ -103,6 +112,12 @@ impl Metrics {
     pub fn enrollment(&self, result: &'static str) {
         self.enrollments
             .get_or_create(&vec![("result", result)])
+            .inc();
+    }
+
+    pub fn api_token_refused(&self, reason: &'static str) {
+        self.api_token_refusals
+            .get_or_create(&vec![("reason", reason)])
             .inc();
     }
 

@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod enroll;
 pub mod error;
+pub mod failure_limit;
 pub mod metrics;
 pub mod policy;
 pub mod reports;
@@ -47,7 +48,10 @@ pub struct AppState {
     pub policy_key: Arc<SigningKey>,
     pub metrics: Arc<metrics::Metrics>,
     pub limits: Limits,
-    pub enroll_guard: Arc<enroll::FailedAttempts>,
+    /// Failed enrollments per source address.
+    pub enroll_guard: Arc<failure_limit::FailedAttempts>,
+    /// Failed admin API tokens per source address.
+    pub token_guard: Arc<failure_limit::FailedAttempts>,
     /// The dashboard's settings and login guard.
     pub web: crate::web::WebSettings,
 }

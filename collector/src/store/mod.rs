@@ -31,6 +31,7 @@
 mod batch_plan;
 mod fleet_sql;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use chrono::{DateTime, Utc};

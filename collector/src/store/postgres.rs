@@ -23,21 +23,26 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::batch_plan::{ChainHead, VerdictUpsert, batch_devices, plan_batch};
 use super::fleet_sql::{self, Bind, Dialect, Sql};
+use super::rows::{
+    admin_user_from_row, audit_from_row, device_from_row, exception_from_row, history_from_row,
+    key_from_row, key_info_from_row, policy_from_row, secret_from_row, session_from_row,
+    token_from_row, verdict_from_row,
+};
 use super::{
-    AdminUserInfo, ApiTokenInfo, AuditEntry, DeviceDetail, DeviceKeyInfo, DeviceKeyRecord,
-    DevicePage, DeviceQuery, DeviceRecord, DeviceStatusCounts, EnrollDevice, EnrollRefusal,
+    AdminUserInfo, ApiTokenInfo, AuditEntry, DeviceDetail, DeviceKeyRecord, DevicePage,
+    DeviceQuery, DeviceRecord, DeviceStatusCounts, EnrollDevice, EnrollRefusal,
     EnrollmentSecretInfo, ExceptionFilter, ExceptionRecord, FailingDevice, FleetSummary,
     IncomingReport, LatestVerdict, NewAdminUser, NewApiToken, NewEnrollmentSecret, NewException,
-    NewPolicy, NewSession, PolicyRecord, PolicyVersionInfo, ReportHistoryEntry, SessionRecord,
-    StoreBackend, StoreError, StoreOutcome, StoredAdminUser, StoredApiToken, TrendDay,
-    apply_exceptions, assemble_listings, count_buckets, day_from_number, from_db_integer,
-    from_millis, group_failing, hash_from_bytes, parse_device_status, parse_role, parse_status,
-    secret_refusal, small_count, to_db_integer, to_millis, utc_day,
+    NewPolicy, NewSession, PolicyRecord, PolicyVersionInfo, SessionRecord, StoreBackend,
+    StoreError, StoreOutcome, StoredAdminUser, StoredApiToken, TrendDay, apply_exceptions,
+    assemble_listings, count_buckets, day_from_number, from_db_integer, from_millis, group_failing,
+    hash_from_bytes, parse_device_status, parse_status, secret_refusal, to_db_integer, to_millis,
+    utc_day,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1023,27 +1028,6 @@ impl StoreBackend for PostgresStore {
     }
 }
 
-fn admin_user_from_row(row: &PgRow) -> Result<AdminUserInfo, StoreError> {
-    let role: String = row.try_get("role")?;
-    Ok(AdminUserInfo {
-        username: row.try_get("username")?,
-        role: parse_role(&role)?,
-        failed_attempts: small_count(row.try_get("failed_attempts")?, "failed attempts")?,
-        locked_until: optional_time(row.try_get("locked_until")?)?,
-        created_at: from_millis(row.try_get("created_at")?)?,
-    })
-}
-
-fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
-    let role: String = row.try_get("role")?;
-    Ok(SessionRecord {
-        username: row.try_get("username")?,
-        role: parse_role(&role)?,
-        csrf_token: row.try_get("csrf_token")?,
-        expires_at: from_millis(row.try_get("expires_at")?)?,
-    })
-}
-
 impl PostgresStore {
     /// A read-only transaction on one snapshot, so the several queries of a
     /// fleet view see the same data.
@@ -1249,144 +1233,4 @@ impl StatusSince {
             Self::FromBatch => "EXCLUDED.status_since",
         }
     }
-}
-
-fn secret_from_row(row: &PgRow) -> Result<EnrollmentSecretInfo, StoreError> {
-    let max_uses: Option<i64> = row.try_get("max_uses")?;
-    Ok(EnrollmentSecretInfo {
-        id: row.try_get("id")?,
-        label: row.try_get("label")?,
-        max_uses: max_uses.map(|n| small_count(n, "max uses")).transpose()?,
-        uses: small_count(row.try_get("uses")?, "uses")?,
-        expires_at: optional_time(row.try_get("expires_at")?)?,
-        created_at: from_millis(row.try_get("created_at")?)?,
-        created_by: row.try_get("created_by")?,
-    })
-}
-
-fn key_from_row(row: &PgRow) -> Result<DeviceKeyRecord, StoreError> {
-    let public_key: Vec<u8> = row.try_get("public_key")?;
-    Ok(DeviceKeyRecord {
-        key_id: row.try_get("key_id")?,
-        device_id: row.try_get("device_id")?,
-        public_key: public_key
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("a stored public key is not 32 bytes".to_owned()))?,
-        revoked_at: optional_time(row.try_get("revoked_at")?)?,
-    })
-}
-
-fn device_from_row(row: &PgRow) -> Result<DeviceRecord, StoreError> {
-    let policy_version: Option<i64> = row.try_get("policy_version")?;
-    let last_sequence: Option<i64> = row.try_get("last_sequence")?;
-    Ok(DeviceRecord {
-        device_id: row.try_get("id")?,
-        hostname: row.try_get("hostname")?,
-        os_name: row.try_get("os_name")?,
-        os_version: row.try_get("os_version")?,
-        kernel_version: row.try_get("kernel_version")?,
-        arch: row.try_get("arch")?,
-        agent_version: row.try_get("agent_version")?,
-        policy_id: row.try_get("policy_id")?,
-        policy_version: policy_version
-            .map(|v| from_db_integer(v, "policy version"))
-            .transpose()?,
-        enrollment_secret_id: row.try_get("enrollment_secret_id")?,
-        enrolled_at: from_millis(row.try_get("enrolled_at")?)?,
-        last_seen_at: optional_time(row.try_get("last_seen_at")?)?,
-        revoked_at: optional_time(row.try_get("revoked_at")?)?,
-        last_sequence: last_sequence
-            .map(|s| from_db_integer(s, "sequence"))
-            .transpose()?,
-        last_digest: row.try_get("last_digest")?,
-        sequence_gap: row.try_get("sequence_gap")?,
-        chain_broken: row.try_get("chain_broken")?,
-        console_user: row.try_get("console_user")?,
-    })
-}
-
-fn verdict_from_row(row: &PgRow) -> Result<LatestVerdict, StoreError> {
-    let status: String = row.try_get("status")?;
-    Ok(LatestVerdict {
-        rule_id: row.try_get("rule_id")?,
-        status: parse_status(&status)?,
-        mode: row.try_get("mode")?,
-        summary: row.try_get("summary")?,
-        evidence_json: row.try_get("evidence")?,
-        fix: row.try_get("fix")?,
-        status_since: from_millis(row.try_get("status_since")?)?,
-        updated_at: from_millis(row.try_get("updated_at")?)?,
-        report_sequence: from_db_integer(row.try_get("report_sequence")?, "sequence")?,
-    })
-}
-
-fn policy_from_row(row: &PgRow) -> Result<PolicyRecord, StoreError> {
-    Ok(PolicyRecord {
-        revision: from_db_integer(row.try_get("revision")?, "policy revision")?,
-        policy_id: row.try_get("policy_id")?,
-        policy_version: from_db_integer(row.try_get("policy_version")?, "policy version")?,
-        text: row.try_get("text")?,
-        digest: row.try_get("digest")?,
-        envelope: row.try_get("envelope")?,
-        created_at: from_millis(row.try_get("created_at")?)?,
-        created_by: row.try_get("created_by")?,
-    })
-}
-
-fn audit_from_row(row: &PgRow) -> Result<AuditEntry, StoreError> {
-    Ok(AuditEntry {
-        at: from_millis(row.try_get("at")?)?,
-        actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
-        target: row.try_get("target")?,
-        details_json: row.try_get("details")?,
-    })
-}
-
-fn optional_time(millis: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
-    millis.map(from_millis).transpose()
-}
-
-fn token_from_row(row: &PgRow) -> Result<ApiTokenInfo, StoreError> {
-    let role: String = row.try_get("role")?;
-    Ok(ApiTokenInfo {
-        id: row.try_get("id")?,
-        role: parse_role(&role)?,
-        label: row.try_get("label")?,
-        created_at: from_millis(row.try_get("created_at")?)?,
-        revoked_at: optional_time(row.try_get("revoked_at")?)?,
-    })
-}
-
-fn key_info_from_row(row: &PgRow) -> Result<DeviceKeyInfo, StoreError> {
-    Ok(DeviceKeyInfo {
-        key_id: row.try_get("key_id")?,
-        created_at: from_millis(row.try_get("created_at")?)?,
-        revoked_at: optional_time(row.try_get("revoked_at")?)?,
-    })
-}
-
-fn history_from_row(row: &PgRow) -> Result<ReportHistoryEntry, StoreError> {
-    Ok(ReportHistoryEntry {
-        sequence: from_db_integer(row.try_get("sequence")?, "sequence")?,
-        digest: row.try_get("digest")?,
-        prev_digest: row.try_get("prev_digest")?,
-        issued_at: from_millis(row.try_get("issued_at")?)?,
-        received_at: from_millis(row.try_get("received_at")?)?,
-        sequence_gap: row.try_get("sequence_gap")?,
-        chain_broken: row.try_get("chain_broken")?,
-        summary_json: row.try_get("summary")?,
-    })
-}
-
-fn exception_from_row(row: &PgRow) -> Result<ExceptionRecord, StoreError> {
-    Ok(ExceptionRecord {
-        id: from_db_integer(row.try_get("id")?, "exception id")?,
-        device_id: row.try_get("device_id")?,
-        rule_id: row.try_get("rule_id")?,
-        until: from_millis(row.try_get("until")?)?,
-        reason: row.try_get("reason")?,
-        approver: row.try_get("approver")?,
-        created_at: from_millis(row.try_get("created_at")?)?,
-    })
 }

@@ -7,8 +7,16 @@
 //! learns nothing about which part was wrong; a viewer calling an admin-only
 //! endpoint gets 403. The token never reaches a log: only its id does, and
 //! only once it has been verified.
+//!
+//! A source address that presents ten bad tokens within fifteen minutes gets
+//! 429 for the rest of that window, before any lookup
+//! ([`crate::server::failure_limit`]). A request without any token is not a
+//! guess and is not counted.
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -49,6 +57,8 @@ pub enum AuthRefusal {
     Unauthenticated,
     /// A valid viewer token on an endpoint that changes something.
     NotAdmin,
+    /// Too many bad tokens from this address lately.
+    RateLimited,
     /// The token could not be looked up.
     Unavailable(ApiError),
 }
@@ -76,6 +86,12 @@ impl IntoResponse for AuthRefusal {
                 "this needs an admin token; a viewer token may only read",
             )
             .into_response(),
+            Self::RateLimited => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many invalid API tokens from this address; wait 15 minutes",
+            )
+            .into_response(),
             Self::Unavailable(err) => err.into_response(),
         }
     }
@@ -88,31 +104,55 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let presented = parts
+        let Some(presented) = parts
             .headers
             .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(bearer_token)
-            .and_then(|token| secrets::parse("plt", token))
-            .ok_or(AuthRefusal::Unauthenticated)?;
-        let stored = state
-            .store
-            .api_token(&presented.id)
-            .await
-            .map_err(|err| {
-                AuthRefusal::Unavailable(ApiError::internal("token lookup failed", &err))
-            })?
-            .ok_or(AuthRefusal::Unauthenticated)?;
-        if !stored.hash_matches(&presented.hash) || stored.info.revoked_at.is_some() {
-            tracing::debug!(token_id = %presented.id, "API token refused");
+            .map(|value| value.to_str().ok().and_then(bearer_token))
+        else {
             return Err(AuthRefusal::Unauthenticated);
+        };
+        // Routers served without connection info (none in production) are
+        // not limited.
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip());
+        let now = Instant::now();
+        if peer.is_some_and(|ip| state.token_guard.is_blocked(ip, now)) {
+            state.metrics.api_token_refused("rate_limited");
+            return Err(AuthRefusal::RateLimited);
         }
-        Ok(Self {
-            token_id: stored.info.id,
-            label: stored.info.label,
-            role: stored.info.role,
-        })
+        let verified = verify_token(state, presented).await;
+        if matches!(verified, Err(AuthRefusal::Unauthenticated)) {
+            state.metrics.api_token_refused("invalid");
+            if let Some(ip) = peer {
+                state.token_guard.record_failure(ip, now);
+            }
+        }
+        verified
     }
+}
+
+/// The caller a presented `Authorization` value stands for.
+async fn verify_token(state: &AppState, presented: Option<&str>) -> Result<Caller, AuthRefusal> {
+    let presented = presented
+        .and_then(|token| secrets::parse("plt", token))
+        .ok_or(AuthRefusal::Unauthenticated)?;
+    let stored = state
+        .store
+        .api_token(&presented.id)
+        .await
+        .map_err(|err| AuthRefusal::Unavailable(ApiError::internal("token lookup failed", &err)))?
+        .ok_or(AuthRefusal::Unauthenticated)?;
+    if !stored.hash_matches(&presented.hash) || stored.info.revoked_at.is_some() {
+        tracing::debug!(token_id = %presented.id, "API token refused");
+        return Err(AuthRefusal::Unauthenticated);
+    }
+    Ok(Caller {
+        token_id: stored.info.id,
+        label: stored.info.label,
+        role: stored.info.role,
+    })
 }
 
 impl FromRequestParts<AppState> for Admin {
