@@ -29,9 +29,10 @@ use sqlx::{Postgres, Row, Transaction};
 use super::batch_plan::{ChainHead, VerdictUpsert, batch_devices, plan_batch};
 use super::fleet_sql::{self, Bind, Dialect, Sql};
 use super::rows::{
-    admin_user_from_row, audit_from_row, device_from_row, exception_from_row, history_from_row,
-    key_from_row, key_info_from_row, policy_from_row, secret_from_row, session_from_row,
-    token_from_row, verdict_from_row,
+    admin_user_from_row, audit_from_row, device_from_row, exception_from_row,
+    failing_rule_from_row, fleet_counts_from_row, history_from_row, key_from_row,
+    key_info_from_row, named_count_from_row, policy_from_row, policy_version_from_row,
+    secret_from_row, session_from_row, token_from_row, trend_day_from_row, verdict_from_row,
 };
 use super::{
     AdminUserInfo, ApiTokenInfo, AuditEntry, DeviceDetail, DeviceKeyRecord, DevicePage,
@@ -40,9 +41,8 @@ use super::{
     IncomingReport, LatestVerdict, NewAdminUser, NewApiToken, NewEnrollmentSecret, NewException,
     NewPolicy, NewSession, PolicyRecord, PolicyVersionInfo, SessionRecord, StoreBackend,
     StoreError, StoreOutcome, StoredAdminUser, StoredApiToken, TrendDay, apply_exceptions,
-    assemble_listings, count_buckets, day_from_number, from_db_integer, from_millis, group_failing,
-    hash_from_bytes, parse_device_status, parse_status, secret_refusal, to_db_integer, to_millis,
-    utc_day,
+    assemble_listings, count_buckets, from_db_integer, from_millis, group_failing, hash_from_bytes,
+    parse_device_status, parse_status, secret_refusal, to_db_integer, to_millis, utc_day,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -741,25 +741,12 @@ impl StoreBackend for PostgresStore {
     ) -> Result<FleetSummary, StoreError> {
         let mut tx = self.begin_snapshot().await?;
         let counts = fleet_sql::summary_counts(Dialect::Postgres, at, at - stale_after);
-        let row = bound(&counts).fetch_one(&mut *tx).await?;
-        let count = |name: &str| -> Result<u64, StoreError> {
-            from_db_integer(row.try_get(name)?, "device count")
-        };
-        let mut summary = FleetSummary {
-            devices: count("n_devices")?,
-            compliant: count("n_compliant")?,
-            failing: count("n_failing")?,
-            unknown: count("n_unknown")?,
-            stale: count("n_stale")?,
-            revoked: count("n_revoked")?,
-            failing_by_rule: Vec::new(),
-        };
+        let mut summary = fleet_counts_from_row(&bound(&counts).fetch_one(&mut *tx).await?)?;
         let by_rule = fleet_sql::failing_by_rule(Dialect::Postgres, at);
         for row in bound(&by_rule).fetch_all(&mut *tx).await? {
-            summary.failing_by_rule.push((
-                row.try_get("rule_id")?,
-                from_db_integer(row.try_get("n")?, "device count")?,
-            ));
+            summary
+                .failing_by_rule
+                .push(named_count_from_row(&row, "rule_id")?);
         }
         tx.commit().await?;
         Ok(summary)
@@ -769,10 +756,7 @@ impl StoreBackend for PostgresStore {
         let sql = fleet_sql::status_buckets(Dialect::Postgres, at);
         let mut buckets = Vec::new();
         for row in bound(&sql).fetch_all(&self.pool).await? {
-            buckets.push((
-                row.try_get::<String, _>("bucket")?,
-                from_db_integer(row.try_get("n")?, "device count")?,
-            ));
+            buckets.push(named_count_from_row(&row, "bucket")?);
         }
         count_buckets(buckets)
     }
@@ -843,21 +827,7 @@ impl StoreBackend for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(PolicyVersionInfo {
-                    revision: from_db_integer(row.try_get("revision")?, "policy revision")?,
-                    policy_id: row.try_get("policy_id")?,
-                    policy_version: from_db_integer(
-                        row.try_get("policy_version")?,
-                        "policy version",
-                    )?,
-                    digest: row.try_get("digest")?,
-                    created_at: from_millis(row.try_get("created_at")?)?,
-                    created_by: row.try_get("created_by")?,
-                })
-            })
-            .collect()
+        rows.iter().map(policy_version_from_row).collect()
     }
 
     async fn create_admin_user(&self, user: &NewAdminUser) -> Result<bool, StoreError> {
@@ -999,11 +969,7 @@ impl StoreBackend for PostgresStore {
         let sql = fleet_sql::compliance_trend(Dialect::Postgres, from, to);
         let mut days = Vec::new();
         for row in bound(&sql).fetch_all(&self.pool).await? {
-            days.push(TrendDay {
-                day: day_from_number(row.try_get("day")?)?,
-                reporting: from_db_integer(row.try_get("reporting")?, "device count")?,
-                compliant: from_db_integer(row.try_get("compliant")?, "device count")?,
-            });
+            days.push(trend_day_from_row(&row)?);
         }
         Ok(days)
     }
@@ -1016,13 +982,7 @@ impl StoreBackend for PostgresStore {
         let sql = fleet_sql::longest_failing(Dialect::Postgres, at, limit);
         let mut rows = Vec::new();
         for row in bound(&sql).fetch_all(&self.pool).await? {
-            rows.push((
-                row.try_get("device_id")?,
-                row.try_get("hostname")?,
-                row.try_get("console_user")?,
-                row.try_get("since")?,
-                row.try_get("rule_id")?,
-            ));
+            rows.push(failing_rule_from_row(&row)?);
         }
         group_failing(rows)
     }

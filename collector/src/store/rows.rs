@@ -11,8 +11,9 @@ use sqlx::{Postgres, Sqlite};
 
 use super::{
     AdminUserInfo, ApiTokenInfo, AuditEntry, DeviceKeyInfo, DeviceKeyRecord, DeviceRecord,
-    EnrollmentSecretInfo, ExceptionRecord, LatestVerdict, PolicyRecord, ReportHistoryEntry,
-    SessionRecord, StoreError, from_db_integer, from_millis, parse_role, parse_status, small_count,
+    EnrollmentSecretInfo, ExceptionRecord, FleetSummary, LatestVerdict, PolicyRecord,
+    PolicyVersionInfo, ReportHistoryEntry, SessionRecord, StoreError, TrendDay, day_from_number,
+    from_db_integer, from_millis, parse_role, parse_status, small_count,
 };
 
 /// A column type both databases can decode.
@@ -208,4 +209,64 @@ pub(super) fn exception_from_row(row: &impl Columns) -> Result<ExceptionRecord, 
         approver: row.value("approver")?,
         created_at: from_millis(row.value("created_at")?)?,
     })
+}
+
+pub(super) fn policy_version_from_row(row: &impl Columns) -> Result<PolicyVersionInfo, StoreError> {
+    Ok(PolicyVersionInfo {
+        revision: from_db_integer(row.value("revision")?, "policy revision")?,
+        policy_id: row.value("policy_id")?,
+        policy_version: from_db_integer(row.value("policy_version")?, "policy version")?,
+        digest: row.value("digest")?,
+        created_at: from_millis(row.value("created_at")?)?,
+        created_by: row.value("created_by")?,
+    })
+}
+
+/// The one row of `fleet_sql::summary_counts`; `failing_by_rule` is left
+/// empty for the second query.
+pub(super) fn fleet_counts_from_row(row: &impl Columns) -> Result<FleetSummary, StoreError> {
+    let count = |name: &str| -> Result<u64, StoreError> {
+        from_db_integer(row.value(name)?, "device count")
+    };
+    Ok(FleetSummary {
+        devices: count("n_devices")?,
+        compliant: count("n_compliant")?,
+        failing: count("n_failing")?,
+        unknown: count("n_unknown")?,
+        stale: count("n_stale")?,
+        revoked: count("n_revoked")?,
+        failing_by_rule: Vec::new(),
+    })
+}
+
+/// A `(name, n)` row of a grouped count, the name read from `name_column`.
+pub(super) fn named_count_from_row(
+    row: &impl Columns,
+    name_column: &str,
+) -> Result<(String, u64), StoreError> {
+    Ok((
+        row.value(name_column)?,
+        from_db_integer(row.value("n")?, "device count")?,
+    ))
+}
+
+pub(super) fn trend_day_from_row(row: &impl Columns) -> Result<TrendDay, StoreError> {
+    Ok(TrendDay {
+        day: day_from_number(row.value("day")?)?,
+        reporting: from_db_integer(row.value("reporting")?, "device count")?,
+        compliant: from_db_integer(row.value("compliant")?, "device count")?,
+    })
+}
+
+/// A row of `fleet_sql::longest_failing`, for `group_failing`.
+pub(super) fn failing_rule_from_row(
+    row: &impl Columns,
+) -> Result<(String, String, Option<String>, i64, String), StoreError> {
+    Ok((
+        row.value("device_id")?,
+        row.value("hostname")?,
+        row.value("console_user")?,
+        row.value("since")?,
+        row.value("rule_id")?,
+    ))
 }
