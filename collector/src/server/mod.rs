@@ -148,15 +148,21 @@ pub async fn serve(
         stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // TCP_NODELAY: a response's last small segment would otherwise wait for
+    // the client's delayed ACK (Nagle), about 40 ms a page on Linux
+    // (BENCHMARKS.md, dashboard).
+    let no_delay = axum_server::accept::NoDelayAcceptor::new();
     match transport {
         Transport::Tls(config) => {
             axum_server::from_tcp_rustls(listener, config)
+                .map(|tls| tls.acceptor(no_delay))
                 .handle(handle)
                 .serve(app)
                 .await
         }
         Transport::Plain => {
             axum_server::from_tcp(listener)
+                .acceptor(no_delay)
                 .handle(handle)
                 .serve(app)
                 .await
