@@ -117,6 +117,39 @@ impl Modify for BearerToken {
                     .build(),
             ),
         );
+        // Every token-authenticated operation can also answer 429 (ten
+        // invalid tokens from one address, `server::failure_limit`): said
+        // once here rather than on each handler.
+        let rate_limited = utoipa::openapi::ResponseBuilder::new()
+            .description(
+                "`rate_limited`: 10 invalid API tokens from this address within 15 minutes",
+            )
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    operation
+                        .responses
+                        .responses
+                        .insert("429".to_owned(), rate_limited.clone().into());
+                }
+            }
+        }
     }
 }
 
