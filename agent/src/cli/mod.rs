@@ -94,3 +94,32 @@ pub fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
         )
     })
 }
+
+/// For the long-running commands (`run`, `nudge`): registers the SIGTERM
+/// and SIGINT handlers now, before anything is announced, so a signal that
+/// arrives early is not met by the default action (which would kill the
+/// process in the middle of a write), and returns the future that resolves
+/// at the first of them.
+pub(crate) fn shutdown_signal()
+-> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            tracing::info!("shutting down: finishing the work in progress");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: finishing the work in progress");
+        })
+    }
+}

@@ -61,7 +61,7 @@ pub async fn run(args: &NudgeArgs) -> anyhow::Result<u8> {
         tracing::info!(shown = outcome.shown, "nudge pass done");
         return Ok(exit::COMPLIANT);
     }
-    nudge::run_loop(options, shutdown_signal()?).await;
+    nudge::run_loop(options, super::shutdown_signal()?).await;
     Ok(exit::COMPLIANT)
 }
 
@@ -83,29 +83,5 @@ fn load_config(path: Option<&std::path::Path>) -> AgentConfig {
             tracing::warn!(error = %err, "nudging with the default schedule");
             AgentConfig::default()
         }
-    }
-}
-
-/// SIGTERM or SIGINT (Ctrl-C elsewhere), registered now so an early signal
-/// is not met by the default action.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    #[cfg(unix)]
-    {
-        use anyhow::Context as _;
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        Ok(async move {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = interrupt.recv() => {}
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
     }
 }
