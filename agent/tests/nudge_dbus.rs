@@ -412,6 +412,30 @@ async fn once_without_a_daemon_is_an_error() {
     assert!(stderr.contains("the agent is not running"), "{stderr}");
 }
 
+/// The standalone helper has no console on Windows, so it can log to a
+/// file: the reason it stopped is there, and a full log is moved aside.
+#[tokio::test]
+async fn the_standalone_helper_logs_to_a_file_when_asked() {
+    let mut fixture = Fixture::start(agent_status(Vec::new(), Vec::new())).await;
+    fixture.standalone = true;
+    let log = fixture.temp.path().join("logs/nudge.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::write(&log, vec![b'x'; 1024 * 1024 + 1]).unwrap();
+    let absent = fixture.temp.path().join("absent.sock");
+    let log_arg = log.to_str().unwrap();
+    let mut command =
+        fixture.command_at_socket(&absent, at(23, 10, 0), &["--once", "--log-file", log_arg]);
+    let output = tokio::time::timeout(DEADLINE, command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!output.status.success());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("the agent is not running"), "{logged}");
+    let old = fixture.temp.path().join("logs/nudge.log.old");
+    assert_eq!(std::fs::metadata(old).unwrap().len(), 1024 * 1024 + 1);
+}
+
 /// The loop offers buttons; "Snooze for a day" silences the rule (remembered
 /// across runs) and "Open settings" starts the settings program.
 #[tokio::test]
