@@ -28,6 +28,12 @@ impl RunningAgent {
     /// Starts `palisade-agent run --config CONFIG EXTRA...` (e.g. the hidden
     /// `--host-root DIR`).
     pub fn start_with(config: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(config, extra, &[])
+    }
+
+    /// [`Self::start_with`] with these environment variables added to the
+    /// scrubbed environment (e.g. `PALISADE_ENROLL_SECRET`).
+    pub fn start_with_env(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(binary("palisade-agent"))
             .arg("run")
             .arg("--config")
@@ -36,6 +42,7 @@ impl RunningAgent {
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("PALISADE_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -52,11 +52,76 @@ fn spool_dropped_counts(envelope_json: &[u8]) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// No file in the agent's state directory holds `secret`.
+fn assert_no_state_file_holds(state_dir: &Path, secret: &str) {
+    for entry in std::fs::read_dir(state_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(secret),
+                "{} holds the secret",
+                path.display()
+            );
+        }
+    }
+}
+
 fn acknowledged(sequence: u64) -> impl Fn(&str) -> bool {
     move |line: &str| {
         line.contains("report acknowledged by the collector")
             && line.contains(&format!("sequence={sequence}"))
     }
+}
+
+/// A silent install: the daemon's first start finds no enrollment, takes
+/// the secret from `PALISADE_ENROLL_SECRET`, enrolls and delivers its first
+/// report, logging one JSON object per line (`--log-format json`). The
+/// secret is in neither the log nor the state directory.
+#[test]
+fn first_start_enrolls_from_the_environment_and_logs_json() {
+    let collector_dir = tempfile::tempdir().unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let collector = RunningCollector::start(collector_dir.path(), None);
+    let secret = collector.create_secret(&["--uses", "1"]);
+    let config = write_config(agent_dir.path(), &collector);
+
+    let mut daemon = RunningAgent::start_with_env(
+        &config,
+        &["--log-format", "json"],
+        &[("PALISADE_ENROLL_SECRET", &secret)],
+    );
+    let acknowledged_line = daemon.wait_for("report 1 acknowledged as JSON", DEADLINE, |line| {
+        serde_json::from_str::<serde_json::Value>(line).is_ok_and(|entry| {
+            entry["fields"]["message"] == "report acknowledged by the collector"
+                && entry["fields"]["sequence"] == 1
+        })
+    });
+    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+    let log = daemon.log();
+    for line in log.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not a JSON log line ({err}): {line}"));
+        assert!(entry["level"].is_string(), "{line}");
+        assert!(entry["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(
+        log.lines().any(|line| line.contains("\"enrolled\"")),
+        "{log}"
+    );
+    assert!(!log.contains(&secret), "the secret reached the log");
+    assert_no_state_file_holds(&agent_dir.path().join("state"), &secret);
+    // The acknowledged report is stored as the enrolled device's first.
+    let device_id = device_id(config.to_str().unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = Store::open(&collector.database_url).await.unwrap();
+        let device = store.device(&device_id).await.unwrap().unwrap();
+        assert_eq!(device.last_sequence, Some(1), "{acknowledged_line}");
+    });
 }
 
 #[test]
@@ -77,17 +142,7 @@ fn the_agent_enrolls_reports_and_survives_an_outage() {
         "{}",
         enrolled.dump()
     );
-    for entry in std::fs::read_dir(agent_dir.path().join("state")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            let bytes = std::fs::read(&path).unwrap();
-            assert!(
-                !String::from_utf8_lossy(&bytes).contains(&secret),
-                "{} holds the secret",
-                path.display()
-            );
-        }
-    }
+    assert_no_state_file_holds(&agent_dir.path().join("state"), &secret);
     let identity = agent(&["identity", "--config", config_arg]);
     assert!(
         identity.stdout.contains("device id:   dev_"),
