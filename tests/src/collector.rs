@@ -124,15 +124,7 @@ impl RunningCollector {
     /// An HTTPS client that trusts this collector's self-signed certificate
     /// and nothing else.
     pub fn client(&self) -> reqwest::Client {
-        crate::install_crypto_provider();
-        let pem = std::fs::read(self.state_dir.join("tls/cert.pem"))
-            .unwrap_or_else(|err| panic!("no self-signed certificate: {err}"));
-        let certificate = reqwest::Certificate::from_pem(&pem)
-            .unwrap_or_else(|err| panic!("bad certificate: {err}"));
-        reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(certificate)
+        client_trusting(&self.state_dir)
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_else(|err| panic!("cannot build the HTTPS client: {err}"))
@@ -179,4 +171,32 @@ impl Drop for RunningCollector {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An HTTPS client builder that trusts the self-signed certificate of the
+/// collector whose state directory is `state_dir` (`tls/cert.pem`), and no
+/// other root.
+pub fn client_trusting(state_dir: &Path) -> reqwest::ClientBuilder {
+    crate::install_crypto_provider();
+    let pem = std::fs::read(state_dir.join("tls/cert.pem"))
+        .unwrap_or_else(|err| panic!("no self-signed certificate: {err}"));
+    let certificate =
+        reqwest::Certificate::from_pem(&pem).unwrap_or_else(|err| panic!("bad certificate: {err}"));
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(certificate)
+}
+
+/// The value of the first hidden `csrf` field in a dashboard page.
+pub fn csrf_field(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no csrf field in {html}"))
+        + marker.len();
+    let end = html[start..]
+        .find('"')
+        .map_or(html.len(), |offset| start + offset);
+    html[start..end].to_owned()
 }

@@ -1560,22 +1560,6 @@ const EXPECTED_ROUTES: [(&str, &str); 18] = [
     ("get", "/api/v1/audit"),
 ];
 
-/// Every `$ref` string anywhere in `value`.
-fn collect_refs(value: &Value, refs: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            for (key, inner) in map {
-                match (key.as_str(), inner) {
-                    ("$ref", Value::String(reference)) => refs.push(reference.clone()),
-                    _ => collect_refs(inner, refs),
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|item| collect_refs(item, refs)),
-        _ => {}
-    }
-}
-
 async fn openapi_document_lists_every_route(backend: Backend) {
     let f = start(backend, "admin_openapi");
     let answer = f
@@ -1594,20 +1578,6 @@ async fn openapi_document_lists_every_route(backend: Backend) {
         "{}",
         document["openapi"]
     );
-    // Every `$ref` names a schema the document holds.
-    let mut refs = Vec::new();
-    collect_refs(&document, &mut refs);
-    assert!(!refs.is_empty());
-    for reference in refs {
-        let name = reference
-            .strip_prefix("#/components/schemas/")
-            .unwrap_or_else(|| panic!("unexpected $ref {reference}"));
-        assert!(
-            document["components"]["schemas"].get(name).is_some(),
-            "$ref {reference} names no schema"
-        );
-    }
-
     let mut documented = Vec::new();
     for (path, item) in document["paths"].as_object().unwrap() {
         for method in ["get", "put", "post", "delete", "patch"] {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use palisade_shared::protocol::EnrollResponse;
-use palisade_tests::collector::RunningCollector;
+use palisade_tests::collector::{RunningCollector, client_trusting, csrf_field};
 use palisade_tests::databases::{Backend, database_for};
 use palisade_tests::device::SimulatedDevice;
 use reqwest::StatusCode;
@@ -112,12 +112,7 @@ impl Fixture {
     /// A browser-like client: keeps cookies, trusts only this collector,
     /// does not follow redirects.
     fn browser(&self) -> reqwest::Client {
-        palisade_tests::install_crypto_provider();
-        let pem = std::fs::read(self.collector.state_dir.join("tls/cert.pem")).unwrap();
-        reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        client_trusting(&self.collector.state_dir)
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
@@ -160,7 +155,7 @@ impl Fixture {
     /// Fetches the login form and posts it; the answer to the POST.
     async fn login(&self, client: &reqwest::Client, username: &str, password: &str) -> Answer {
         let form = self.page(client, "/login").await;
-        let csrf = csrf_of(&form);
+        let csrf = csrf_field(&form);
         self.post(
             client,
             "/login",
@@ -218,17 +213,6 @@ async fn answer(response: reqwest::Response) -> Answer {
         headers: response.headers().clone(),
         text: response.text().await.unwrap(),
     }
-}
-
-/// The value of the first hidden `csrf` field in a page.
-fn csrf_of(html: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = html
-        .find(marker)
-        .unwrap_or_else(|| panic!("no csrf field in {html}"))
-        + marker.len();
-    let end = html[start..].find('"').unwrap() + start;
-    html[start..end].to_owned()
 }
 
 /// The text content of the element with `id` (no nested elements).
@@ -387,7 +371,7 @@ async fn login_lockout_and_logout(backend: Backend) {
     let refused = f.post(&client, "/logout", &[]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(f.get(&client, "/").await.status, StatusCode::OK);
-    let csrf = csrf_of(&overview);
+    let csrf = csrf_field(&overview);
     let out = f.post(&client, "/logout", &[("csrf", &csrf)]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     assert_eq!(out.location(), "/login");
@@ -420,7 +404,7 @@ async fn roles_csrf_and_revocation(backend: Backend) {
     )));
     assert!(page.contains("id=\"revoke-submit\""));
     assert!(!page.contains("id=\"revoked\""));
-    let admin_csrf = csrf_of(&page);
+    let admin_csrf = csrf_field(&page);
 
     // No token, a wrong token: 403, and the device stays active.
     for form in [vec![], vec![("csrf", "not-the-token")]] {
@@ -433,7 +417,7 @@ async fn roles_csrf_and_revocation(backend: Backend) {
         !viewer_page.contains("id=\"revoke\""),
         "a viewer sees no revoke form"
     );
-    let viewer_csrf = csrf_of(&viewer_page);
+    let viewer_csrf = csrf_field(&viewer_page);
     let answer = f.post(&viewer, &revoke, &[("csrf", &viewer_csrf)]).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     // Another session's token is not this session's.
@@ -606,7 +590,7 @@ async fn policy_upload_shows_every_error(backend: Backend) {
     let before = f.page(&admin, "/policy").await;
     let current = paragraph_of(&before, "policy-current").to_owned();
     assert!(current.contains("(revision 1,"), "{current}");
-    let csrf = csrf_of(&before);
+    let csrf = csrf_field(&before);
 
     let broken = "[policy]\nid = \"ward-7\"\nversion = 2\n\n[rules.screen_lock]\nmode = \"sometimes\"\n\
                   max_idle_seconds = 0\n\n[rules.usb_storage]\nmode = \"audit\"\nstorage = \"maybe\"\n";

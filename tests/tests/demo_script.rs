@@ -20,6 +20,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use palisade_tests::collector::{client_trusting, csrf_field};
 use palisade_tests::{binary, repo_root};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -165,7 +166,6 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
 
 #[tokio::test]
 async fn the_demo_runs_a_collector_and_an_enrolled_agent_and_ctrl_c_stops_both() {
-    palisade_tests::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("demo-state");
     let host_root = dir.path().join("root");
@@ -209,14 +209,8 @@ async fn the_demo_runs_a_collector_and_an_enrolled_agent_and_ctrl_c_stops_both()
 
     // The dashboard answers over HTTPS with the printed certificate, and the
     // printed login works.
-    let certificate = reqwest::Certificate::from_pem(
-        &std::fs::read(state.join("collector/tls/cert.pem")).unwrap(),
-    )
-    .unwrap();
-    let browser = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(certificate.clone())
+    let collector_state = state.join("collector");
+    let browser = client_trusting(&collector_state)
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -229,15 +223,13 @@ async fn the_demo_runs_a_collector_and_an_enrolled_agent_and_ctrl_c_stops_both()
         .text()
         .await
         .unwrap();
-    let marker = "name=\"csrf\" value=\"";
-    let start = form.find(marker).expect("a csrf field") + marker.len();
-    let csrf = &form[start..start + form[start..].find('"').unwrap()];
+    let csrf = csrf_field(&form);
     let login = browser
         .post(format!("{url}login"))
         .form(&[
             ("username", "admin"),
             ("password", password.as_str()),
-            ("csrf", csrf),
+            ("csrf", csrf.as_str()),
         ])
         .send()
         .await
@@ -259,12 +251,7 @@ async fn the_demo_runs_a_collector_and_an_enrolled_agent_and_ctrl_c_stops_both()
         demo.output
     );
     let token = std::fs::read_to_string(state.join("collector/admin-token")).unwrap();
-    let api = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(certificate)
-        .build()
-        .unwrap();
+    let api = client_trusting(&collector_state).build().unwrap();
     let detail: Value = api
         .get(format!("{url}api/v1/devices/{device_id}"))
         .bearer_auth(token.trim())
