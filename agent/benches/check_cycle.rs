@@ -9,7 +9,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_agent::checks::run_checks;
 use palisade_agent::cli::BASELINE_POLICY;
-use palisade_agent::host::Host;
+use palisade_agent::sys::Host;
 use palisade_shared::Policy;
 
 fn check_cycle(c: &mut Criterion) {

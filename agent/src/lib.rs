@@ -2,7 +2,7 @@
 //! and reports signed posture to the collector.
 //!
 //! Layout: [`checks`] holds one module per rule (probe, parsers, evaluator)
-//! and the registry that runs them; [`host`] is the only way probes touch the
+//! and the registry that runs them; [`sys`] is the only way probes touch the
 //! machine; [`report`] assembles a report document from verdicts; [`cli`]
 //! holds the subcommands. `main.rs` only parses arguments and maps errors to
 //! exit codes.
@@ -14,9 +14,9 @@ pub mod config;
 pub mod daemon;
 pub mod durable;
 pub mod enforce;
-pub mod host;
 pub mod identity;
 pub mod nudge;
 pub mod report;
 pub mod spool;
 pub mod status;
+pub mod sys;

@@ -9,7 +9,7 @@ use palisade_shared::report::{AgentInfo, CheckResult, HostInfo, REPORT_SCHEMA_VE
 use palisade_shared::{DeviceId, Policy, Report};
 
 use crate::checks::screen_lock::LogindSession;
-use crate::host::Host;
+use crate::sys::Host;
 
 /// The agent as it names itself in reports.
 pub fn agent_info() -> AgentInfo {

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
-use palisade_agent::host::{CommandOutput, CommandSpec, Host};
+use palisade_agent::sys::{CommandOutput, CommandSpec, Host};
 use support::{Entry, Run, Tree, snapshot, snapshot_diff};
 
 const HOME: &str = "home/alice";

@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 
 use palisade_agent::enforce::usb;
-use palisade_agent::host::Host;
+use palisade_agent::sys::Host;
 use palisade_shared::Policy;
 use palisade_shared::report::EventKind;
 use support::Tree;

@@ -26,7 +26,7 @@ use palisade_shared::report::CheckStatus;
 use serde_json::{Value, json};
 
 use super::{ProbeError, Rule, Verdict};
-use crate::host::Host;
+use crate::sys::Host;
 
 #[derive(Debug)]
 pub struct DiskEncryption;

@@ -29,7 +29,7 @@ use palisade_shared::policy::RuleSettings;
 use palisade_shared::report::{CheckResult, CheckStatus};
 use serde_json::{Map, Value};
 
-use crate::host::Host;
+use crate::sys::Host;
 
 /// A rule's decision about the facts.
 #[derive(Debug, Clone, PartialEq)]

@@ -48,7 +48,7 @@ use palisade_shared::report::CheckStatus;
 use serde_json::{Map, Value, json};
 
 use super::{ProbeError, Rule, Verdict};
-use crate::host::Host;
+use crate::sys::Host;
 
 #[derive(Debug)]
 pub struct PasswordRule;

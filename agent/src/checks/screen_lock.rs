@@ -51,7 +51,7 @@ use palisade_shared::report::CheckStatus;
 use serde_json::{Value, json};
 
 use super::{ProbeError, Rule, Verdict};
-use crate::host::{CommandSpec, Host};
+use crate::sys::{CommandSpec, Host};
 
 #[derive(Debug)]
 pub struct ScreenLock;

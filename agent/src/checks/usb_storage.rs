@@ -38,7 +38,7 @@ use palisade_shared::report::CheckStatus;
 use serde_json::{Map, Value, json};
 
 use super::{ProbeError, Rule, Verdict};
-use crate::host::{CommandError, CommandSpec, Host};
+use crate::sys::{CommandError, CommandSpec, Host};
 
 #[derive(Debug)]
 pub struct UsbStorage;

@@ -11,7 +11,7 @@ use palisade_shared::report::{CheckResult, CheckStatus};
 
 use super::exit;
 use crate::checks::{self, REGISTRY};
-use crate::host::Host;
+use crate::sys::Host;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {

@@ -11,8 +11,8 @@ use palisade_shared::envelope::{Envelope, REPORT_PAYLOAD_TYPE};
 
 use crate::config::{AgentConfig, CollectorUrl, ConfigSource, EnrollSecret};
 use crate::daemon;
-use crate::host::Host;
 use crate::identity::{Enrollment, Identity, KeyStore};
+use crate::sys::Host;
 
 /// Where the agent's config and state are.
 #[derive(Debug, Args)]
@@ -159,7 +159,7 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<u8> {
         .as_ref()
         .and_then(|e| e.policy_verifying_key().ok());
     let current = daemon::policy::load_last_good(&config.state_dir, pinned.as_ref());
-    let host = crate::host::Host::system();
+    let host = crate::sys::Host::system();
     let results = crate::checks::run_checks(&host, &current.policy, None);
     let code = super::check::exit_code(&results);
     let mut report = crate::report::standalone_report(&host, &current.policy, results);

@@ -18,7 +18,7 @@ use palisade_shared::report::EnforcementResult;
 use super::exit;
 use crate::checks::{self, REGISTRY};
 use crate::enforce::{self, EnforceContext};
-use crate::host::Host;
+use crate::sys::Host;
 
 #[derive(Debug, Args)]
 pub struct EnforceArgs {

@@ -15,9 +15,9 @@ use palisade_shared::{DeviceId, Policy};
 use super::deadlines::Deadlines;
 use crate::checks::run_checks;
 use crate::enforce::{EnforceContext, enforce_failing};
-use crate::host::Host;
 use crate::identity::Identity;
 use crate::spool::Spool;
+use crate::sys::Host;
 
 /// What a cycle produced.
 #[derive(Debug, Clone)]

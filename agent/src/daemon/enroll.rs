@@ -21,7 +21,7 @@ pub async fn enroll(
         enrollment_secret: secret.expose().to_owned(),
         public_key: identity.public_key_base64(),
         agent: crate::report::agent_info(),
-        host: crate::report::host_info(&crate::host::Host::system()),
+        host: crate::report::host_info(&crate::sys::Host::system()),
         requested_at: Utc::now(),
     };
     let envelope = request.sign(&identity.key);

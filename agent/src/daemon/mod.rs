@@ -36,10 +36,10 @@ use palisade_shared::{DeviceId, Policy};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::config::{AgentConfig, CollectorUrl, ConfigSource, EnrollSecret};
-use crate::host::Host;
 use crate::identity::{Enrollment, Identity, KeyStore};
 use crate::spool::Spool;
 use crate::status::{self, AgentStatus, ChangeRequest, StatusBoard};
+use crate::sys::Host;
 use triggers::Trigger;
 
 /// The environment variable a silent installer may set instead of

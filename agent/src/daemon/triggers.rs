@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
-use crate::host::Host;
+use crate::sys::Host;
 
 /// Quiet time after the last event of a burst before the cycle runs. Long
 /// enough for an editor's write-rename-chmod or a USB stick's cascade of

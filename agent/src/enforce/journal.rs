@@ -26,7 +26,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::durable::{self, FileMode};
-use crate::host::Host;
+use crate::sys::Host;
 
 /// The manifest's format; a different number is refused rather than guessed.
 const MANIFEST_VERSION: u64 = 1;

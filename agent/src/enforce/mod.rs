@@ -40,7 +40,7 @@ use palisade_shared::report::{
 };
 use serde_json::{Map, json};
 
-use crate::host::{CommandSpec, Host};
+use crate::sys::{CommandSpec, Host};
 use journal::Journal;
 
 /// What an enforcer needs: the machine, the policy, where to keep originals,

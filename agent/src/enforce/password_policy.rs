@@ -29,7 +29,7 @@ use crate::checks::password_policy::{
     pam_module_installed, parse_pam_file, pwquality::PWQUALITY_DROP_IN_DIR, pwquality_file_order,
     read_in_root, read_pwquality_files, shortest_accepted_length,
 };
-use crate::host::Host;
+use crate::sys::Host;
 
 pub const DROP_IN_NAME: &str = "palisade.conf";
 pub const DROP_IN: &str = "/etc/security/pwquality.conf.d/palisade.conf";

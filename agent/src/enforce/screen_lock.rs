@@ -38,7 +38,7 @@
 use palisade_shared::policy::ScreenLockPolicy;
 
 use super::{Plan, Step, absolute_host_path, write_if_different};
-use crate::host::{CommandSpec, Host};
+use crate::sys::{CommandSpec, Host};
 
 pub const DCONF_PROFILE: &str = "/etc/dconf/profile/user";
 pub const DCONF_DB: &str = "/etc/dconf/db/local";

@@ -36,7 +36,7 @@ use crate::checks::usb_storage::{
     Decision, UsbEntry, classify_usb_entry, decide, device_label, is_mass_storage, probe_device,
     probe_interface,
 };
-use crate::host::{CommandSpec, Host};
+use crate::sys::{CommandSpec, Host};
 
 pub const UDEV_RULE: &str = "/etc/udev/rules.d/70-palisade-usb-storage.rules";
 const USB_DEVICES: &str = "/sys/bus/usb/devices";

@@ -365,7 +365,7 @@ fn the_board_reads_counts_from_the_spool() {
     let policy = crate::daemon::policy::baseline().policy;
     for _ in 0..2 {
         let mut report =
-            crate::report::standalone_report(&crate::host::Host::system(), &policy, Vec::new());
+            crate::report::standalone_report(&crate::sys::Host::system(), &policy, Vec::new());
         report.device_id = DeviceId::new("dev_1");
         spool.next_link().apply_to(&mut report, at(9, 0, 0));
         let envelope = palisade_shared::Envelope::sign(

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use palisade_agent::host::{CommandOutput, CommandSpec, Host};
+use palisade_agent::sys::{CommandOutput, CommandSpec, Host};
 use serde_json::Value;
 
 /// A temp dir holding a host root (`root/`) and room for policy files and

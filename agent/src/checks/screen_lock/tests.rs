@@ -9,7 +9,7 @@ use palisade_shared::policy::{RuleSettings, ScreenLockPolicy};
 use palisade_shared::report::{CheckStatus, Mode};
 
 use super::*;
-use crate::host::Host;
+use crate::sys::Host;
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
