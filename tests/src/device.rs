@@ -1,3 +1,4 @@
+//! Long file: one simulated device end to end (key, enrollment, every report kind), read top to bottom.
 //! A simulated device: an Ed25519 key, an enrollment, and a report chain,
 //! built with the same shared types the agent uses. Used by the collector
 //! tests, the browser tests and the fleet simulator (`fleet.rs`).

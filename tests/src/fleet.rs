@@ -1,3 +1,4 @@
+//! Long file: the simulator plans, enrolls and replays a fleet in one pass whose steps share its state.
 //! The fleet simulator's engine, shared by the `fleet` binary, the overview
 //! benchmark and the browser tests: plan a fleet of simulated laptops with a
 //! month of posture history, enroll them with a collector over HTTPS and

@@ -12,6 +12,7 @@ pub mod collector;
 pub mod databases;
 pub mod device;
 pub mod fleet;
+pub mod module_graph;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

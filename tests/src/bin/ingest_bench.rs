@@ -1,3 +1,4 @@
+//! Long file: one benchmark binary that measures ingest and both of its limits in one run, so the numbers compare.
 //! `ingest_bench`: the collector's ingest throughput next to its two limits,
 //! all measured on this machine in one run (issue 5; results in
 //! BENCHMARKS.md).
