@@ -27,6 +27,8 @@ use toml_span::value::ValueInner;
 use toml_span::{DeserError, Deserialize, Span, Spanned, Value};
 use zeroize::Zeroizing;
 
+use crate::spool;
+
 // ---------------------------------------------------------------------------
 // Defaults, each with where its number comes from. config/agent.toml repeats
 // these for operators; `defaults_match_the_documented_file` keeps them equal.
@@ -43,18 +45,9 @@ pub const DEFAULT_INTERVAL_SECONDS: u64 = 900;
 /// load on the laptop for no gain; above a day the device looks stale.
 const INTERVAL_SECONDS_RANGE: RangeInclusive<u64> = 60..=86_400;
 
-/// 10,000 reports: at one report per 15 minutes, about 100 days without the
-/// collector (a long leave, a laptop in a drawer) before the oldest is
-/// dropped, and still weeks when events add cycles. With reports of about
-/// 5 KiB as envelopes, that is about 50 MiB, so this and
-/// [`DEFAULT_SPOOL_MAX_BYTES`] bind at about the same point.
-pub const DEFAULT_SPOOL_MAX_REPORTS: u64 = 10_000;
+/// The spool's bounds; their defaults and reasons are in [`crate::spool`].
+/// At least 10 reports, so an outage of a few cycles is always survived.
 const SPOOL_MAX_REPORTS_RANGE: RangeInclusive<u64> = 10..=1_000_000;
-
-/// 64 MiB: nothing on a laptop disk, and a hard ceiling however large
-/// reports grow (more rules, long evidence), so a collector that is gone for
-/// good cannot fill the disk.
-pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// At least 1 MiB, so the spool always holds several envelopes of the
 /// largest size the collector accepts (256 KiB).
 const SPOOL_MAX_BYTES_RANGE: RangeInclusive<u64> = 1024 * 1024..=4 * 1024 * 1024 * 1024;
@@ -129,8 +122,8 @@ impl Default for AgentConfig {
             interval_seconds: DEFAULT_INTERVAL_SECONDS,
             state_dir: default_state_dir(),
             socket_path: default_socket_path(),
-            spool_max_reports: DEFAULT_SPOOL_MAX_REPORTS,
-            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
+            spool_max_reports: spool::DEFAULT_SPOOL_MAX_REPORTS,
+            spool_max_bytes: spool::DEFAULT_SPOOL_MAX_BYTES,
             request_timeout_seconds: DEFAULT_REQUEST_TIMEOUT_SECONDS,
             connect_timeout_seconds: DEFAULT_CONNECT_TIMEOUT_SECONDS,
             backoff_max_seconds: DEFAULT_BACKOFF_MAX_SECONDS,
@@ -255,8 +248,8 @@ impl AgentConfig {
         self.state_dir.join("spool")
     }
 
-    pub fn spool_limits(&self) -> crate::spool::SpoolLimits {
-        crate::spool::SpoolLimits {
+    pub fn spool_limits(&self) -> spool::SpoolLimits {
+        spool::SpoolLimits {
             max_reports: self.spool_max_reports,
             max_bytes: self.spool_max_bytes,
         }
@@ -527,13 +520,13 @@ impl<'de> Deserialize<'de> for AgentConfig {
         let spool_max_reports = bounded(
             &mut th,
             "spool_max_reports",
-            DEFAULT_SPOOL_MAX_REPORTS,
+            spool::DEFAULT_SPOOL_MAX_REPORTS,
             SPOOL_MAX_REPORTS_RANGE,
         );
         let spool_max_bytes = bounded(
             &mut th,
             "spool_max_bytes",
-            DEFAULT_SPOOL_MAX_BYTES,
+            spool::DEFAULT_SPOOL_MAX_BYTES,
             SPOOL_MAX_BYTES_RANGE,
         );
         let request_timeout_seconds = bounded(

@@ -16,6 +16,7 @@ pub mod durable;
 pub mod enforce;
 pub mod identity;
 pub mod nudge;
+pub mod policy;
 pub mod report;
 pub mod spool;
 pub mod status;

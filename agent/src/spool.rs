@@ -102,8 +102,20 @@ const STATE_SCHEMA_VERSION: u32 = 1;
 /// A state file is about 200 bytes; more is not one.
 const MAX_STATE_BYTES: u64 = 64 * 1024;
 
-/// How much the spool may hold. Whichever bound is reached first applies.
-/// The defaults and their reasons are in [`crate::config`].
+/// 10,000 reports: at one report per 15 minutes, about 100 days without the
+/// collector (a long leave, a laptop in a drawer) before the oldest is
+/// dropped, and still weeks when events add cycles. With reports of about
+/// 5 KiB as envelopes, that is about 50 MiB, so this and
+/// [`DEFAULT_SPOOL_MAX_BYTES`] bind at about the same point.
+pub const DEFAULT_SPOOL_MAX_REPORTS: u64 = 10_000;
+
+/// 64 MiB: nothing on a laptop disk, and a hard ceiling however large
+/// reports grow (more rules, long evidence), so a collector that is gone for
+/// good cannot fill the disk.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How much the spool may hold. Whichever bound is reached first applies;
+/// `agent.toml` can change both (`crate::config`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpoolLimits {
     pub max_reports: u64,
@@ -113,8 +125,8 @@ pub struct SpoolLimits {
 impl Default for SpoolLimits {
     fn default() -> Self {
         Self {
-            max_reports: crate::config::DEFAULT_SPOOL_MAX_REPORTS,
-            max_bytes: crate::config::DEFAULT_SPOOL_MAX_BYTES,
+            max_reports: DEFAULT_SPOOL_MAX_REPORTS,
+            max_bytes: DEFAULT_SPOOL_MAX_BYTES,
         }
     }
 }

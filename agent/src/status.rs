@@ -60,8 +60,8 @@ use palisade_shared::{DeviceId, KeyId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::daemon::policy::CurrentPolicy;
 use crate::identity::Identity;
+use crate::policy::CurrentPolicy;
 use crate::spool::Spool;
 
 /// The only status document version this agent writes and reads. A daemon

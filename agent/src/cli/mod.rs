@@ -11,9 +11,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use palisade_shared::Policy;
 
-/// The baseline policy, built in so `check` works before any collector has
-/// served one.
-pub const BASELINE_POLICY: &str = include_str!("../../../config/policy.toml");
+pub use crate::policy::BASELINE_POLICY;
 
 /// Exit codes, documented in `palisade-agent --help`.
 pub mod exit {

@@ -121,7 +121,7 @@ mod tests {
     }
 
     fn baseline() -> Policy {
-        Policy::parse(crate::cli::BASELINE_POLICY).expect("baseline parses")
+        Policy::parse(crate::policy::BASELINE_POLICY).expect("baseline parses")
     }
 
     fn at(text: &str) -> DateTime<Utc> {

@@ -13,21 +13,12 @@ use palisade_shared::report::{Event, EventKind};
 
 use crate::config::CollectorUrl;
 use crate::durable::{self, FileMode};
+pub use crate::policy::{CurrentPolicy, baseline};
 
 const POLICY_FILE: &str = "policy.dsse.json";
 /// A policy of four rules is under 4 KiB; 1 MiB is a generous bound that
 /// still stops a hostile answer from filling memory.
 const MAX_POLICY_BYTES: usize = 1024 * 1024;
-
-/// The policy in force and how it got here.
-#[derive(Debug, Clone)]
-pub struct CurrentPolicy {
-    pub policy: Policy,
-    /// The ETag the collector gave it, for the next conditional fetch.
-    pub etag: Option<String>,
-    /// Where it came from, for logs and status.
-    pub source: &'static str,
-}
 
 /// Loads the last good policy from the state directory (verified again with
 /// the pinned key), or the built-in baseline.
@@ -51,18 +42,6 @@ pub fn load_last_good(
         }
     }
     baseline()
-}
-
-pub fn baseline() -> CurrentPolicy {
-    CurrentPolicy {
-        policy: Policy::parse(crate::cli::BASELINE_POLICY).unwrap_or_else(|errors| {
-            // The baseline is compiled in and covered by tests; reaching this
-            // is a build defect, not bad input.
-            panic!("the built-in baseline policy is invalid: {errors}")
-        }),
-        etag: None,
-        source: "built-in baseline",
-    }
 }
 
 /// The outcome of one fetch.

@@ -11,7 +11,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use palisade_shared::RuleId;
 use palisade_shared::report::{CheckResult, Event, EventKind};
 
-use crate::nudge::schedule::DeadlinePhase;
+use crate::nudge::deadline::DeadlinePhase;
 
 /// The notification title for a rule: the rule in words.
 pub fn rule_title(rule: &RuleId) -> String {

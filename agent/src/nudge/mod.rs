@@ -20,6 +20,7 @@
 //! daemon, a missing notification server or a corrupt memory file: each is
 //! logged and tried again on the next pass.
 
+pub mod deadline;
 pub mod desktop;
 pub mod memory;
 pub mod message;

@@ -32,16 +32,13 @@ use palisade_shared::RuleId;
 use palisade_shared::report::{CheckResult, CheckStatus, Event, Mode};
 
 use crate::config::WorkingHours;
+pub use crate::nudge::deadline::{DeadlinePhase, LAST_DAY, deadline_phase};
 use crate::nudge::memory::{EventKey, NudgeMemory};
 use crate::nudge::message;
 use crate::status::AgentStatus;
 
 /// How long "Snooze for a day" keeps a rule quiet.
 pub const SNOOZE: TimeDelta = TimeDelta::hours(24);
-
-/// How long before its deadline a rule is reminded about more often. One
-/// day: the last working day is when a reminder changes what people do.
-pub const LAST_DAY: TimeDelta = TimeDelta::hours(24);
 
 /// The shortened interval is the configured one divided by this...
 pub const LAST_DAY_DIVISOR: i32 = 4;
@@ -118,17 +115,6 @@ pub enum Urgency {
     Critical,
 }
 
-/// Where a failing rule stands against its deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadlinePhase {
-    /// No deadline, or more than [`LAST_DAY`] away.
-    Open,
-    /// Less than [`LAST_DAY`] to go.
-    LastDay,
-    /// The deadline has passed.
-    Overdue,
-}
-
 /// The notifications to show now, rules first (in status order), then
 /// events (oldest first). `local_offset` is the local time zone's offset
 /// from UTC at `now`: working hours and the dates in the text are local.
@@ -176,15 +162,6 @@ pub fn decide(
             }),
     );
     nudges
-}
-
-/// Where `deadline` stands at `now`.
-pub fn deadline_phase(deadline: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DeadlinePhase {
-    match deadline {
-        Some(deadline) if now >= deadline => DeadlinePhase::Overdue,
-        Some(deadline) if deadline - now <= LAST_DAY => DeadlinePhase::LastDay,
-        _ => DeadlinePhase::Open,
-    }
 }
 
 /// Whether a check's status and mode call for a nudge at all.
