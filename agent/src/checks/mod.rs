@@ -104,6 +104,12 @@ pub trait Rule: Sync {
     }
 }
 
+/// What a rule's probe says on a live system it has no probe for yet (the
+/// Windows and macOS probes of most rules): the verdict is `unknown`.
+pub(crate) fn no_probe_yet(what: &str) -> ProbeError {
+    ProbeError::Undeterminable(format!("no {what} probe for {} yet", std::env::consts::OS))
+}
+
 /// The object-safe face of a [`Rule`], so the registry can hold them all.
 pub trait RegisteredRule: Sync {
     fn id(&self) -> &'static str;
