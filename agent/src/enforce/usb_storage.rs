@@ -31,7 +31,7 @@ use palisade_shared::policy::{UsbDeviceMatch, UsbStorageMode, UsbStoragePolicy};
 use palisade_shared::report::{Event, EventKind, Mode};
 use serde_json::{Map, json};
 
-use super::{Plan, Step, run_checked, write_attribute, write_if_different};
+use super::plan::{Plan, Step, run_checked, write_attribute, write_if_different};
 use crate::checks::usb_storage::{
     Decision, UsbEntry, classify_usb_entry, decide, device_label, is_mass_storage, probe_device,
     probe_interface,
