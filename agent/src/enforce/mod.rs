@@ -25,12 +25,11 @@ pub mod journal;
 pub mod plan;
 
 pub mod screen_lock;
-pub mod usb_storage;
 
 pub use plan::{EnforceContext, EnforceReport, Plan, Step};
 
 /// The USB functions the daemon calls on uevents and at start.
-pub use usb_storage as usb;
+pub use crate::checks::usb_storage::enforce as usb;
 
 use std::path::Path;
 
@@ -58,7 +57,7 @@ pub fn enforce_rule(ctx: &EnforceContext<'_>, rule: &RuleId) -> anyhow::Result<E
             None => return not_in_policy(ctx, rule),
         },
         RuleId::USB_STORAGE => match &ctx.policy.usb_storage {
-            Some(policy) => usb_storage::plan(ctx.host, policy)?,
+            Some(policy) => crate::checks::usb_storage::enforce::plan(ctx.host, policy)?,
             None => return not_in_policy(ctx, rule),
         },
         RuleId::DISK_ENCRYPTION => {
@@ -209,7 +208,7 @@ pub fn undo_rule(host: &Host, state_dir: &Path, rule: &RuleId) -> anyhow::Result
     // udev reads its rules at start and on reload; the restored set must be
     // the one it uses. Only the live system has a udev to tell.
     if touched_udev && host.is_live_system() {
-        let command = usb_storage::udev_reload_command();
+        let command = usb::udev_reload_command();
         run_checked(host, &command)?;
         lines.push(format!("run {}", command.display()));
     }

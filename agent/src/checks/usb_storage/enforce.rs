@@ -31,11 +31,11 @@ use palisade_shared::policy::{UsbDeviceMatch, UsbStorageMode, UsbStoragePolicy};
 use palisade_shared::report::{Event, EventKind, Mode};
 use serde_json::{Map, json};
 
-use super::plan::{Plan, Step, run_checked, write_attribute, write_if_different};
-use crate::checks::usb_storage::{
+use super::{
     Decision, UsbEntry, classify_usb_entry, decide, device_label, is_mass_storage, probe_device,
     probe_interface,
 };
+use crate::enforce::plan::{Plan, Step, run_checked, write_attribute, write_if_different};
 use crate::sys::{CommandSpec, Host};
 
 pub const UDEV_RULE: &str = "/etc/udev/rules.d/70-palisade-usb-storage.rules";
@@ -381,11 +381,7 @@ fn device_action(
 /// The interfaces of device `name`: the `<name>:*` entries inside its
 /// directory (real sysfs), or beside it (the `/sys/bus/usb/devices` view of a
 /// prepared tree).
-fn find_interfaces(
-    host: &Host,
-    name: &str,
-    dir: &str,
-) -> anyhow::Result<Vec<crate::checks::usb_storage::UsbInterface>> {
+fn find_interfaces(host: &Host, name: &str, dir: &str) -> anyhow::Result<Vec<super::UsbInterface>> {
     let prefix = format!("{name}:");
     let parent = dir.rsplit_once('/').map_or("", |(p, _)| p).to_owned();
     for base in [dir.to_owned(), parent] {
@@ -459,7 +455,7 @@ mod tests {
         assert_eq!(
             text.as_deref(),
             Some(include_str!(
-                "../../../packaging/linux/70-palisade-usb-storage.rules"
+                "../../../../packaging/linux/70-palisade-usb-storage.rules"
             ))
         );
     }
