@@ -24,8 +24,6 @@
 pub mod journal;
 pub mod plan;
 
-pub mod screen_lock;
-
 pub use plan::{EnforceContext, EnforceReport, Plan, Step};
 
 /// The USB functions the daemon calls on uevents and at start.
@@ -49,7 +47,7 @@ use plan::{execute, run_checked};
 pub fn enforce_rule(ctx: &EnforceContext<'_>, rule: &RuleId) -> anyhow::Result<EnforceReport> {
     let plan = match rule.as_str() {
         RuleId::SCREEN_LOCK => match &ctx.policy.screen_lock {
-            Some(policy) => screen_lock::plan(ctx.host, policy)?,
+            Some(policy) => crate::checks::screen_lock::enforce::plan(ctx.host, policy)?,
             None => return not_in_policy(ctx, rule),
         },
         RuleId::PASSWORD_POLICY => match &ctx.policy.password_policy {
