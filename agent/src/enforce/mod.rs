@@ -2,7 +2,8 @@
 //! rules the policy puts in `enforce` mode (and for an administrator running
 //! `palisade-agent enforce`).
 //!
-//! Each rule module turns the policy into a [`Plan`]: the files to write or
+//! Each rule's enforcer (`checks/<rule>/enforce.rs`, found through the
+//! registry) turns the policy into a [`Plan`]: the files to write or
 //! remove, the commands to run and the sysfs attributes to set, computed
 //! from what is on disk now so that a second run finds nothing to do. A dry
 //! run prints the plan and writes nothing at all, not even the undo record.
@@ -18,16 +19,14 @@
 //! commands that would reach beyond it (`dconf update`, `udevadm`,
 //! `blockdev`) run only on the live system.
 //!
-//! `disk_encryption` is not enforceable: an agent cannot encrypt a disk for
-//! its user, so that rule is only nudged.
+//! A rule the registry marks not enforceable (disk encryption: an agent
+//! cannot encrypt a disk for its user) reports `not_enforceable` with the
+//! rule's own reason.
 
 pub mod journal;
 pub mod plan;
 
 pub use plan::{EnforceContext, EnforceReport, Plan, Step};
-
-/// The USB functions the daemon calls on uevents and at start.
-pub use crate::checks::usb_storage::enforce as usb;
 
 use std::path::Path;
 
@@ -38,37 +37,29 @@ use palisade_shared::report::{
 };
 use serde_json::{Map, json};
 
+use crate::checks::EnforcementPlan;
 use crate::sys::Host;
 use journal::Journal;
-use plan::{execute, run_checked};
+use plan::execute;
 
 /// Plans (`dry_run`) or applies one rule's enforcer. Idempotent: a second
 /// run on an enforced machine changes nothing and says `already_compliant`.
 pub fn enforce_rule(ctx: &EnforceContext<'_>, rule: &RuleId) -> anyhow::Result<EnforceReport> {
-    let plan = match rule.as_str() {
-        RuleId::SCREEN_LOCK => match &ctx.policy.screen_lock {
-            Some(policy) => crate::checks::screen_lock::enforce::plan(ctx.host, policy)?,
-            None => return not_in_policy(ctx, rule),
-        },
-        RuleId::PASSWORD_POLICY => match &ctx.policy.password_policy {
-            Some(policy) => crate::checks::password_policy::enforce::plan(ctx.host, policy)?,
-            None => return not_in_policy(ctx, rule),
-        },
-        RuleId::USB_STORAGE => match &ctx.policy.usb_storage {
-            Some(policy) => crate::checks::usb_storage::enforce::plan(ctx.host, policy)?,
-            None => return not_in_policy(ctx, rule),
-        },
-        RuleId::DISK_ENCRYPTION => {
+    let Some(registered) = crate::checks::find_rule(rule.as_str()) else {
+        anyhow::bail!("unknown rule {:?}", rule.as_str());
+    };
+    let plan = match registered.plan_enforcement(ctx.host, ctx.policy)? {
+        EnforcementPlan::Planned(plan) => plan,
+        EnforcementPlan::NotInPolicy => return not_in_policy(ctx, rule),
+        EnforcementPlan::NotEnforceable(reason) => {
             return Ok(EnforceReport {
                 rule: rule.clone(),
                 result: EnforcementResult::NotEnforceable,
                 changes: Vec::new(),
-                detail: "an agent cannot encrypt a disk for its user, so this rule is only nudged"
-                    .into(),
+                detail: reason.into(),
                 events: Vec::new(),
             });
         }
-        other => anyhow::bail!("unknown rule {other:?}"),
     };
     Ok(execute(ctx, rule, plan))
 }
@@ -188,28 +179,25 @@ pub fn outcome(report: &EnforceReport, recheck: Option<(CheckStatus, &str)>) -> 
 /// Returns one line per path restored; an empty list when there was nothing
 /// recorded.
 pub fn undo_rule(host: &Host, state_dir: &Path, rule: &RuleId) -> anyhow::Result<Vec<String>> {
-    if !RuleId::ALL.contains(&rule.as_str()) {
+    let Some(registered) = crate::checks::find_rule(rule.as_str()) else {
         anyhow::bail!(
             "unknown rule {rule:?}; known rules: {}",
             RuleId::ALL.join(", ")
         );
-    }
+    };
     let journal = Journal::load(state_dir, rule.as_str())?;
     if journal.is_empty() {
         return Ok(Vec::new());
     }
-    let touched_udev = journal
+    let restored_paths: Vec<String> = journal
         .entries()
         .iter()
-        .any(|(path, _)| path.starts_with("/etc/udev/rules.d/"));
+        .map(|(path, _)| path.clone())
+        .collect();
     let mut lines = journal.restore(host)?;
-    // udev reads its rules at start and on reload; the restored set must be
-    // the one it uses. Only the live system has a udev to tell.
-    if touched_udev && host.is_live_system() {
-        let command = usb::udev_reload_command();
-        run_checked(host, &command)?;
-        lines.push(format!("run {}", command.display()));
-    }
+    // The rule may have to tell a service to re-read what was restored
+    // (usb_storage: udev its rules).
+    lines.extend(registered.after_undo(host, &restored_paths)?);
     Ok(lines)
 }
 

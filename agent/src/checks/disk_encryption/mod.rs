@@ -41,7 +41,9 @@ use std::collections::BTreeMap;
 use palisade_shared::Policy;
 use palisade_shared::policy::DiskEncryptionPolicy;
 
-use super::{ProbeError, Rule, Verdict};
+use palisade_shared::policy::RuleSettings;
+
+use super::{Enforcer, ProbeError, Rule, Verdict};
 use crate::sys::Host;
 
 #[derive(Debug)]
@@ -122,6 +124,26 @@ impl Rule for DiskEncryption {
     fn evaluate(&self, facts: &DiskFacts, policy: &Self::Policy) -> Verdict {
         evaluate(facts, policy)
     }
+
+    fn settings(&self, policy: &Self::Policy) -> RuleSettings {
+        policy.settings
+    }
+
+    fn enforcer(&self) -> Enforcer<Self::Policy> {
+        Enforcer::NotEnforceable(
+            "an agent cannot encrypt a disk for its user, so this rule is only nudged",
+        )
+    }
+
+    fn title(&self) -> &'static str {
+        "Disk encryption"
+    }
+
+    fn why_it_matters(&self) -> &'static str {
+        "A lost laptop without it exposes every patient record on it."
+    }
+
+    // No settings panel: disk encryption is set up at install time.
 }
 
 #[cfg(windows)]

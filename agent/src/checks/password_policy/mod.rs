@@ -64,7 +64,9 @@ pub use pwquality::{
 use palisade_shared::Policy;
 use palisade_shared::policy::PasswordPolicy;
 
-use super::{ProbeError, Rule, Verdict};
+use palisade_shared::policy::RuleSettings;
+
+use super::{Enforcer, ProbeError, Rule, Verdict};
 use crate::sys::Host;
 
 #[derive(Debug)]
@@ -194,6 +196,27 @@ impl Rule for PasswordRule {
 
     fn evaluate(&self, facts: &PasswordFacts, policy: &Self::Policy) -> Verdict {
         evaluate(facts, policy)
+    }
+
+    fn settings(&self, policy: &Self::Policy) -> RuleSettings {
+        policy.settings
+    }
+
+    fn enforcer(&self) -> Enforcer<Self::Policy> {
+        Enforcer::Plans(enforce::plan)
+    }
+
+    fn title(&self) -> &'static str {
+        "Password"
+    }
+
+    fn why_it_matters(&self) -> &'static str {
+        "A weak password is the first thing tried by whoever finds or steals the laptop."
+    }
+
+    /// GNOME keeps the password in Users.
+    fn settings_panel(&self) -> Option<&'static [&'static str]> {
+        Some(&["users"])
     }
 }
 

@@ -74,7 +74,9 @@ use std::collections::BTreeMap;
 use palisade_shared::Policy;
 use palisade_shared::policy::ScreenLockPolicy;
 
-use super::{ProbeError, Rule, Verdict};
+use palisade_shared::policy::RuleSettings;
+
+use super::{Enforcer, ProbeError, Rule, Verdict};
 use crate::sys::Host;
 
 #[derive(Debug)]
@@ -221,6 +223,28 @@ impl Rule for ScreenLock {
 
     fn evaluate(&self, facts: &ScreenLockFacts, policy: &Self::Policy) -> Verdict {
         evaluate(facts, policy)
+    }
+
+    fn settings(&self, policy: &Self::Policy) -> RuleSettings {
+        policy.settings
+    }
+
+    fn enforcer(&self) -> Enforcer<Self::Policy> {
+        Enforcer::Plans(enforce::plan)
+    }
+
+    fn title(&self) -> &'static str {
+        "Screen lock"
+    }
+
+    fn why_it_matters(&self) -> &'static str {
+        "An unlocked, unattended screen lets anyone passing read and change patient records."
+    }
+
+    /// GNOME keeps screen blanking and automatic lock in Privacy (Screen
+    /// Lock, or Screen in GNOME 46 and later, both inside `privacy`).
+    fn settings_panel(&self) -> Option<&'static [&'static str]> {
+        Some(&["privacy"])
     }
 }
 

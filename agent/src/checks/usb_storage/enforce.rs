@@ -116,6 +116,21 @@ pub fn plan(host: &Host, policy: &UsbStoragePolicy) -> anyhow::Result<Plan> {
     Ok(plan)
 }
 
+/// After `--undo`: udev reads its rules at start and on reload, and the
+/// restored set must be the one it uses. Only the live system has a udev to
+/// tell.
+pub fn after_undo(host: &Host, restored_paths: &[String]) -> anyhow::Result<Vec<String>> {
+    let touched_udev = restored_paths
+        .iter()
+        .any(|path| path.starts_with("/etc/udev/rules.d/"));
+    if !(touched_udev && host.is_live_system()) {
+        return Ok(Vec::new());
+    }
+    let command = udev_reload_command();
+    run_checked(host, &command)?;
+    Ok(vec![format!("run {}", command.display())])
+}
+
 /// `udevadm control --reload`: udev re-reads its rules files.
 pub(crate) fn udev_reload_command() -> CommandSpec {
     CommandSpec::new("udevadm").arg("control").arg("--reload")

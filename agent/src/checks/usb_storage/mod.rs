@@ -57,11 +57,13 @@ pub use parse::{
 };
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use palisade_shared::Policy;
-use palisade_shared::policy::UsbStoragePolicy;
+use palisade_shared::policy::{RuleSettings, UsbStoragePolicy};
+use palisade_shared::report::Event;
 
-use super::{ProbeError, Rule, Verdict};
+use super::{Enforcer, ProbeError, Rule, Verdict};
 use crate::sys::Host;
 
 #[derive(Debug)]
@@ -281,6 +283,41 @@ impl Rule for UsbStorage {
 
     fn evaluate(&self, facts: &UsbStorageFacts, policy: &Self::Policy) -> Verdict {
         evaluate(facts, policy)
+    }
+
+    fn settings(&self, policy: &Self::Policy) -> RuleSettings {
+        policy.settings
+    }
+
+    fn enforcer(&self) -> Enforcer<Self::Policy> {
+        Enforcer::Plans(enforce::plan)
+    }
+
+    fn after_undo(&self, host: &Host, restored_paths: &[String]) -> anyhow::Result<Vec<String>> {
+        enforce::after_undo(host, restored_paths)
+    }
+
+    fn title(&self) -> &'static str {
+        "USB storage"
+    }
+
+    fn why_it_matters(&self) -> &'static str {
+        "Patient data copied to a USB stick leaves every protection of this laptop behind."
+    }
+
+    // No settings panel: a USB policy is not a setting a person changes.
+
+    fn on_device_added(
+        &self,
+        host: &Host,
+        policy: &Policy,
+        sysfs_device: &Path,
+    ) -> anyhow::Result<Option<Event>> {
+        enforce::on_device_added(host, policy, sysfs_device)
+    }
+
+    fn sweep_devices(&self, host: &Host, policy: &Policy) -> anyhow::Result<Vec<Event>> {
+        enforce::sweep(host, policy)
     }
 }
 
