@@ -1,22 +1,28 @@
 //! The device rules and the machinery that runs them.
 //!
-//! Each rule lives in its own module and has three parts (design §3):
+//! Each rule is a folder, `checks/<rule>/`, in three parts (design §3):
 //!
 //! 1. a **probe** that gathers facts from the machine through [`Host`], thin
-//!    and per-OS;
+//!    and per-OS: `linux.rs`, `windows.rs`, `macos.rs` (the last two say
+//!    "no probe yet" for now, through `no_probe_yet`); `mod.rs` picks one;
 //! 2. **parsers**: pure functions from captured text to facts, compiled and
 //!    tested on every OS against real captures in `agent/tests/fixtures/`;
-//! 3. **evaluate**: a pure function from facts and the rule's policy to a
-//!    [`Verdict`].
+//! 3. **evaluate** (`evaluate.rs`): a pure function from facts and the rule's
+//!    policy to a [`Verdict`].
+//!
+//! Beside them `enforce.rs` holds the rule's enforcer, if it has one, and
+//! `tests.rs` its tests. Only `mod.rs`, the probes and `enforce.rs` may use
+//! `crate::sys`.
 //!
 //! The [`Rule`] trait ties the three together, with everything else the
 //! agent knows about a rule: its enforcer (or why it has none), its texts
 //! for the desktop nudge, its device hooks. [`REGISTRY`] lists the rules:
-//! adding one touches its own folder (`checks/<rule>/`) and one line here,
-//! and nothing elsewhere names a rule id. [`run_checks`] runs
-//! them; a probe that fails or panics becomes that rule's `error` verdict and
-//! the others still run. Nothing here changes the machine (that is
-//! `enforce/`), and nothing here talks to the network.
+//! adding one touches its own folder and, here, its `pub mod` line and its
+//! [`REGISTRY`] line; nothing elsewhere in the agent names a rule id.
+//! [`run_checks`] runs them; a probe that fails or panics becomes that
+//! rule's `error` verdict and the others still run. Checks never change the
+//! machine (enforcers do, through `enforce/`, which carries their plans
+//! out), and nothing here talks to the network.
 
 pub mod disk_encryption;
 pub mod password_policy;

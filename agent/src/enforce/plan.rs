@@ -33,7 +33,7 @@ pub struct EnforceContext<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnforceReport {
     pub rule: RuleId,
-    /// `Applied` here means "changes were made"; [`enforce_failing`] and the
+    /// `Applied` here means "changes were made"; [`super::enforce_failing`] and the
     /// CLI turn it into `Failed` unless the re-check passes.
     pub result: EnforcementResult,
     /// One line per change: `write /etc/…`, `run dconf update`. In a dry run,

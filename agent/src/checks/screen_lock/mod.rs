@@ -39,7 +39,7 @@
 //! when lock-delay is shorter; the policy's "idle delay plus lock delay"
 //! leaves it out, as GNOME's Settings does.
 //!
-//! This module reads; it changes nothing (enforcement lives in `enforce/`).
+//! The check reads; it changes nothing (the enforcer is `enforce.rs`).
 //! macOS and Windows probes are not written yet: there the rule reports
 //! `unknown`.
 //!

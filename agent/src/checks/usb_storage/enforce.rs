@@ -2,8 +2,8 @@
 //! (`read_only`) USB mass-storage devices that are not on the allowlist, and
 //! installs a udev rule that does the same while the agent is not running.
 //!
-//! - [`on_device_added`]: the daemon calls it on a USB `add` uevent with the
-//!   device's sysfs path. It reads the device and its interfaces with the
+//! - [`on_device_added`]: the daemon calls it (through the registry's device
+//!   hook) on a USB `add` uevent with the device's sysfs path. It reads the device and its interfaces with the
 //!   check's own sysfs readers and decides with the check's own `decide`, so
 //!   the enforcer and the check can never disagree about a device. In
 //!   `block` mode it writes `0` to the device's `authorized` attribute (the

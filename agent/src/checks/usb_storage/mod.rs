@@ -26,8 +26,8 @@
 //! Anything the probe cannot read that could hide a device is `unknown`,
 //! never `pass`. A machine without `/sys/bus/usb` is `not_applicable`.
 //!
-//! This module only looks: it loads, unloads and deauthorizes nothing (that
-//! is `enforce/`). The macOS and Windows probes are not written yet: there
+//! The check only looks: it loads, unloads and deauthorizes nothing (that
+//! is the enforcer, `enforce.rs`). The macOS and Windows probes are not written yet: there
 //! the rule reports `unknown`.
 //!
 //! The folder: this file holds the facts, the [`Rule`] impl and which probe
