@@ -395,3 +395,30 @@ pub fn watched_paths() -> Vec<&'static str> {
     paths.dedup();
     paths
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registry is the one place that knows the rules: it must know
+    /// every rule id of the wire schema, once each, and give each the words
+    /// a nudge needs.
+    #[test]
+    fn the_registry_holds_every_rule_id_once_with_its_words() {
+        let mut ids: Vec<&str> = REGISTRY.iter().map(|rule| rule.id()).collect();
+        ids.sort_unstable();
+        let mut expected = RuleId::ALL.to_vec();
+        expected.sort_unstable();
+        assert_eq!(ids, expected);
+        for rule in REGISTRY {
+            assert!(!rule.title().is_empty(), "{} has no title", rule.id());
+            assert!(
+                rule.why_it_matters().ends_with('.'),
+                "{}'s reason is not a sentence",
+                rule.id()
+            );
+            assert!(find_rule(rule.id()).is_some_and(|found| found.id() == rule.id()));
+        }
+        assert!(find_rule("no_such_rule").is_none());
+    }
+}
