@@ -9,7 +9,7 @@ mod support;
 
 use std::path::Path;
 
-use palisade_agent::enforce::usb;
+use palisade_agent::checks::usb_storage::enforce as usb;
 use palisade_agent::sys::Host;
 use palisade_shared::Policy;
 use palisade_shared::report::EventKind;

@@ -182,18 +182,6 @@ impl Policy {
             digest: self.digest.clone(),
         }
     }
-
-    /// The settings of a rule by id, or `None` when the policy leaves it out
-    /// (then the rule is not checked).
-    pub fn rule_settings(&self, rule_id: &str) -> Option<RuleSettings> {
-        match rule_id {
-            crate::RuleId::SCREEN_LOCK => self.screen_lock.as_ref().map(|r| r.settings),
-            crate::RuleId::DISK_ENCRYPTION => self.disk_encryption.as_ref().map(|r| r.settings),
-            crate::RuleId::PASSWORD_POLICY => self.password_policy.as_ref().map(|r| r.settings),
-            crate::RuleId::USB_STORAGE => self.usb_storage.as_ref().map(|r| r.settings),
-            _ => None,
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -1,19 +1,28 @@
 //! The device rules and the machinery that runs them.
 //!
-//! Each rule lives in its own module and has three parts (design §3):
+//! Each rule is a folder, `checks/<rule>/`, in three parts (design §3):
 //!
 //! 1. a **probe** that gathers facts from the machine through [`Host`], thin
-//!    and per-OS;
+//!    and per-OS: `linux.rs`, `windows.rs`, `macos.rs` (the last two say
+//!    "no probe yet" for now, through `no_probe_yet`); `mod.rs` picks one;
 //! 2. **parsers**: pure functions from captured text to facts, compiled and
 //!    tested on every OS against real captures in `agent/tests/fixtures/`;
-//! 3. **evaluate**: a pure function from facts and the rule's policy to a
-//!    [`Verdict`].
+//! 3. **evaluate** (`evaluate.rs`): a pure function from facts and the rule's
+//!    policy to a [`Verdict`].
 //!
-//! The [`Rule`] trait ties the three together and [`REGISTRY`] lists the rules:
-//! adding one touches its own module and one line here. [`run_checks`] runs
-//! them; a probe that fails or panics becomes that rule's `error` verdict and
-//! the others still run. Nothing here changes the machine (that is
-//! `enforce/`), and nothing here talks to the network.
+//! Beside them `enforce.rs` holds the rule's enforcer, if it has one, and
+//! `tests.rs` its tests. Only `mod.rs`, the probes and `enforce.rs` may use
+//! `crate::sys`.
+//!
+//! The [`Rule`] trait ties the three together, with everything else the
+//! agent knows about a rule: its enforcer (or why it has none), its texts
+//! for the desktop nudge, its device hooks. [`REGISTRY`] lists the rules:
+//! adding one touches its own folder and, here, its `pub mod` line and its
+//! [`REGISTRY`] line; nothing elsewhere in the agent names a rule id.
+//! [`run_checks`] runs them; a probe that fails or panics becomes that
+//! rule's `error` verdict and the others still run. Checks never change the
+//! machine (enforcers do, through `enforce/`, which carries their plans
+//! out), and nothing here talks to the network.
 
 pub mod disk_encryption;
 pub mod password_policy;
@@ -21,14 +30,16 @@ pub mod screen_lock;
 pub mod usb_storage;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 use std::time::Instant;
 
 use palisade_shared::Policy;
 use palisade_shared::RuleId;
 use palisade_shared::policy::RuleSettings;
-use palisade_shared::report::{CheckResult, CheckStatus};
+use palisade_shared::report::{CheckResult, CheckStatus, Event};
 use serde_json::{Map, Value};
 
+use crate::enforce::plan::Plan;
 use crate::sys::Host;
 
 /// A rule's decision about the facts.
@@ -76,10 +87,32 @@ pub enum ProbeError {
     Failed(String),
 }
 
-/// One device rule: its id, how it finds facts and how it judges them.
+/// How a rule is enforced.
+#[derive(Debug)]
+pub enum Enforcer<P: 'static> {
+    /// Plans the changes that make the rule pass, computed from what is on
+    /// disk now so that a second run plans nothing (`enforce/plan.rs` carries
+    /// the plan out and journals it for undo).
+    Plans(fn(&Host, &P) -> anyhow::Result<Plan>),
+    /// Why no agent can enforce the rule: it is only nudged.
+    NotEnforceable(&'static str),
+}
+
+/// What [`RegisteredRule::plan_enforcement`] found to do.
+#[derive(Debug)]
+pub enum EnforcementPlan {
+    Planned(Plan),
+    /// The policy leaves the rule out.
+    NotInPolicy,
+    /// See [`Enforcer::NotEnforceable`].
+    NotEnforceable(&'static str),
+}
+
+/// One device rule: its id, how it finds facts and how it judges them, how
+/// it is enforced, and its words for the person at the keyboard.
 pub trait Rule: Sync {
     /// The rule's own section of the policy.
-    type Policy;
+    type Policy: 'static;
     /// What the probe found.
     type Facts;
 
@@ -102,6 +135,54 @@ pub trait Rule: Sync {
     fn watched_paths(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// The settings every rule has (mode, grace days), from its section.
+    fn settings(&self, policy: &Self::Policy) -> RuleSettings;
+
+    /// How the rule is enforced, or why it cannot be.
+    fn enforcer(&self) -> Enforcer<Self::Policy>;
+
+    /// Runs after `enforce --undo` restored these paths from the rule's
+    /// journal (a daemon told to re-read them); returns one line per thing
+    /// done.
+    fn after_undo(&self, _host: &Host, _restored_paths: &[String]) -> anyhow::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// The rule in words: the title of its notification.
+    fn title(&self) -> &'static str;
+
+    /// Why the rule matters, one sentence a person at the keyboard accepts.
+    fn why_it_matters(&self) -> &'static str;
+
+    /// The arguments that open the desktop settings panel where a person
+    /// fixes the rule, if there is one (`nudge/desktop.rs` runs them).
+    fn settings_panel(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    /// A device appeared (a USB `add` uevent; `sysfs_device` is its sysfs
+    /// path): a rule about devices acts at once, when its policy enforces,
+    /// and returns the event to report.
+    fn on_device_added(
+        &self,
+        _host: &Host,
+        _policy: &Policy,
+        _sysfs_device: &Path,
+    ) -> anyhow::Result<Option<Event>> {
+        Ok(None)
+    }
+
+    /// The same for every device already present (daemon start).
+    fn sweep_devices(&self, _host: &Host, _policy: &Policy) -> anyhow::Result<Vec<Event>> {
+        Ok(Vec::new())
+    }
+}
+
+/// What a rule's probe says on a live system it has no probe for yet (the
+/// Windows and macOS probes of most rules): the verdict is `unknown`.
+pub(crate) fn no_probe_yet(what: &str) -> ProbeError {
+    ProbeError::Undeterminable(format!("no {what} probe for {} yet", std::env::consts::OS))
 }
 
 /// The object-safe face of a [`Rule`], so the registry can hold them all.
@@ -111,6 +192,27 @@ pub trait RegisteredRule: Sync {
     fn run(&self, host: &Host, policy: &Policy) -> Option<CheckResult>;
     /// See [`Rule::watched_paths`].
     fn watched_paths(&self) -> &'static [&'static str];
+    /// The rule's settings, or `None` when the policy leaves it out.
+    fn settings(&self, policy: &Policy) -> Option<RuleSettings>;
+    /// The rule's enforcement plan for this policy and machine.
+    fn plan_enforcement(&self, host: &Host, policy: &Policy) -> anyhow::Result<EnforcementPlan>;
+    /// See [`Rule::after_undo`].
+    fn after_undo(&self, host: &Host, restored_paths: &[String]) -> anyhow::Result<Vec<String>>;
+    /// See [`Rule::title`].
+    fn title(&self) -> &'static str;
+    /// See [`Rule::why_it_matters`].
+    fn why_it_matters(&self) -> &'static str;
+    /// See [`Rule::settings_panel`].
+    fn settings_panel(&self) -> Option<&'static [&'static str]>;
+    /// See [`Rule::on_device_added`].
+    fn on_device_added(
+        &self,
+        host: &Host,
+        policy: &Policy,
+        sysfs_device: &Path,
+    ) -> anyhow::Result<Option<Event>>;
+    /// See [`Rule::sweep_devices`].
+    fn sweep_devices(&self, host: &Host, policy: &Policy) -> anyhow::Result<Vec<Event>>;
 }
 
 impl<R: Rule> RegisteredRule for R {
@@ -122,9 +224,56 @@ impl<R: Rule> RegisteredRule for R {
         Rule::watched_paths(self)
     }
 
+    fn settings(&self, policy: &Policy) -> Option<RuleSettings> {
+        self.policy(policy)
+            .map(|rule_policy| Rule::settings(self, rule_policy))
+    }
+
+    fn plan_enforcement(&self, host: &Host, policy: &Policy) -> anyhow::Result<EnforcementPlan> {
+        // Not enforceable whatever the policy says, as before the registry
+        // carried enforcers: the reason is the same either way.
+        let plan = match self.enforcer() {
+            Enforcer::NotEnforceable(reason) => return Ok(EnforcementPlan::NotEnforceable(reason)),
+            Enforcer::Plans(plan) => plan,
+        };
+        match self.policy(policy) {
+            Some(rule_policy) => Ok(EnforcementPlan::Planned(plan(host, rule_policy)?)),
+            None => Ok(EnforcementPlan::NotInPolicy),
+        }
+    }
+
+    fn after_undo(&self, host: &Host, restored_paths: &[String]) -> anyhow::Result<Vec<String>> {
+        Rule::after_undo(self, host, restored_paths)
+    }
+
+    fn title(&self) -> &'static str {
+        Rule::title(self)
+    }
+
+    fn why_it_matters(&self) -> &'static str {
+        Rule::why_it_matters(self)
+    }
+
+    fn settings_panel(&self) -> Option<&'static [&'static str]> {
+        Rule::settings_panel(self)
+    }
+
+    fn on_device_added(
+        &self,
+        host: &Host,
+        policy: &Policy,
+        sysfs_device: &Path,
+    ) -> anyhow::Result<Option<Event>> {
+        Rule::on_device_added(self, host, policy, sysfs_device)
+    }
+
+    fn sweep_devices(&self, host: &Host, policy: &Policy) -> anyhow::Result<Vec<Event>> {
+        Rule::sweep_devices(self, host, policy)
+    }
+
     fn run(&self, host: &Host, policy: &Policy) -> Option<CheckResult> {
         let rule_policy = self.policy(policy)?;
-        let settings = policy.rule_settings(Rule::id(self))?;
+        let settings = Rule::settings(self, rule_policy);
         let started = Instant::now();
         // A bug in one probe must not take the other rules (or the daemon)
         // down with it: catch the panic and report it as this rule's error.
@@ -196,6 +345,37 @@ pub fn find_rule(id: &str) -> Option<&'static dyn RegisteredRule> {
     REGISTRY.iter().copied().find(|rule| rule.id() == id)
 }
 
+/// The settings of a rule by id, or `None` when the rule is unknown or the
+/// policy leaves it out (then the rule is not checked).
+pub fn rule_settings(policy: &Policy, id: &str) -> Option<RuleSettings> {
+    find_rule(id)?.settings(policy)
+}
+
+/// Tells the rules a device appeared (see [`Rule::on_device_added`]):
+/// the first event a rule returns, or the first error.
+pub fn on_device_added(
+    host: &Host,
+    policy: &Policy,
+    sysfs_device: &Path,
+) -> anyhow::Result<Option<Event>> {
+    for rule in REGISTRY {
+        if let Some(event) = rule.on_device_added(host, policy, sysfs_device)? {
+            return Ok(Some(event));
+        }
+    }
+    Ok(None)
+}
+
+/// Asks the rules to act on the devices already present (see
+/// [`Rule::sweep_devices`]): every rule's events, or the first error.
+pub fn sweep_devices(host: &Host, policy: &Policy) -> anyhow::Result<Vec<Event>> {
+    let mut events = Vec::new();
+    for rule in REGISTRY {
+        events.extend(rule.sweep_devices(host, policy)?);
+    }
+    Ok(events)
+}
+
 /// Runs every rule the policy enables (or only `only`, when given).
 pub fn run_checks(host: &Host, policy: &Policy, only: Option<&str>) -> Vec<CheckResult> {
     REGISTRY
@@ -214,4 +394,31 @@ pub fn watched_paths() -> Vec<&'static str> {
     paths.sort_unstable();
     paths.dedup();
     paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registry is the one place that knows the rules: it must know
+    /// every rule id of the wire schema, once each, and give each the words
+    /// a nudge needs.
+    #[test]
+    fn the_registry_holds_every_rule_id_once_with_its_words() {
+        let mut ids: Vec<&str> = REGISTRY.iter().map(|rule| rule.id()).collect();
+        ids.sort_unstable();
+        let mut expected = RuleId::ALL.to_vec();
+        expected.sort_unstable();
+        assert_eq!(ids, expected);
+        for rule in REGISTRY {
+            assert!(!rule.title().is_empty(), "{} has no title", rule.id());
+            assert!(
+                rule.why_it_matters().ends_with('.'),
+                "{}'s reason is not a sentence",
+                rule.id()
+            );
+            assert!(find_rule(rule.id()).is_some_and(|found| found.id() == rule.id()));
+        }
+        assert!(find_rule("no_such_rule").is_none());
+    }
 }

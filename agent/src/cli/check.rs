@@ -37,7 +37,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
             let known: Vec<&str> = REGISTRY.iter().map(|r| r.id()).collect();
             bail!("unknown rule {id:?}; known rules: {}", known.join(", "));
         }
-        if policy.rule_settings(id).is_none() {
+        if checks::rule_settings(&policy, id).is_none() {
             bail!("rule {id:?} is not enabled by policy {:?}", policy.id);
         }
     }

@@ -82,7 +82,7 @@ pub fn run(args: &EnforceArgs) -> anyhow::Result<u8> {
                 let known: Vec<&str> = REGISTRY.iter().map(|r| r.id()).collect();
                 bail!("unknown rule {id:?}; known rules: {}", known.join(", "));
             }
-            if policy.rule_settings(id).is_none() {
+            if checks::rule_settings(&policy, id).is_none() {
                 bail!("rule {id:?} is not enabled by policy {:?}", policy.id);
             }
             vec![id.as_str()]
@@ -90,7 +90,7 @@ pub fn run(args: &EnforceArgs) -> anyhow::Result<u8> {
         None => REGISTRY
             .iter()
             .map(|r| r.id())
-            .filter(|id| policy.rule_settings(id).is_some())
+            .filter(|id| checks::rule_settings(&policy, id).is_some())
             .collect(),
     };
     let ctx = EnforceContext {

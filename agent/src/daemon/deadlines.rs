@@ -57,12 +57,13 @@ impl Deadlines {
                 CheckStatus::Fail => {
                     let first = *self.first_failed_at.entry(rule.clone()).or_insert(now);
                     result.first_failed_at = Some(first);
-                    result.deadline = match (result.mode, policy.rule_settings(&rule)) {
-                        (Mode::Nudge, Some(settings)) => {
-                            Some(first + TimeDelta::days(i64::from(settings.grace_days)))
-                        }
-                        _ => None,
-                    };
+                    result.deadline =
+                        match (result.mode, crate::checks::rule_settings(policy, &rule)) {
+                            (Mode::Nudge, Some(settings)) => {
+                                Some(first + TimeDelta::days(i64::from(settings.grace_days)))
+                            }
+                            _ => None,
+                        };
                 }
                 CheckStatus::Unknown | CheckStatus::Error => {
                     // Not a fix: keep the stamp, but claim no failure now.

@@ -368,7 +368,7 @@ async fn enforce_usb_now(host: &Host, policy: &Policy, trigger: &Trigger) -> Opt
     };
     let (host, policy) = (host.clone(), policy.clone());
     let outcome = tokio::task::spawn_blocking(move || {
-        crate::enforce::usb::on_device_added(&host, &policy, std::path::Path::new(&path))
+        crate::checks::on_device_added(&host, &policy, std::path::Path::new(&path))
     })
     .await;
     match outcome {
@@ -392,7 +392,7 @@ async fn enforce_usb_now(host: &Host, policy: &Policy, trigger: &Trigger) -> Opt
 /// been plugged in while the agent was stopped and the udev rule missing).
 async fn sweep_usb(host: &Host, policy: &Policy) -> Vec<Event> {
     let (host, policy) = (host.clone(), policy.clone());
-    match tokio::task::spawn_blocking(move || crate::enforce::usb::sweep(&host, &policy)).await {
+    match tokio::task::spawn_blocking(move || crate::checks::sweep_devices(&host, &policy)).await {
         Ok(Ok(events)) => events,
         Ok(Err(err)) => {
             tracing::error!(error = %format!("{err:#}"), "cannot check the USB devices present at start");

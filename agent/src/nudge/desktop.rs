@@ -163,17 +163,11 @@ const SETTINGS_PROGRAM: Option<&str> = if cfg!(all(unix, not(target_os = "macos"
     None
 };
 
-/// The arguments that open the panel where `rule` is fixed, if any. GNOME
-/// keeps screen blanking and automatic lock in Privacy (Screen Lock, or
-/// Screen in GNOME 46 and later, both inside `privacy`), and the password
-/// in Users. Disk encryption is set up at install time and a USB policy is
-/// not a setting: no panel.
+/// The arguments that open the panel where `rule` is fixed, if any: the
+/// rule's own, from the registry (GNOME's panel names). None for a rule this
+/// helper does not know.
 pub fn settings_panel(rule: &RuleId) -> Option<&'static [&'static str]> {
-    match rule.as_str() {
-        RuleId::SCREEN_LOCK => Some(&["privacy"]),
-        RuleId::PASSWORD_POLICY => Some(&["users"]),
-        _ => None,
-    }
+    crate::checks::find_rule(rule.as_str())?.settings_panel()
 }
 
 /// The first executable file called `name` in a `PATH`-style list.

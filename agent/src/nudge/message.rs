@@ -4,8 +4,8 @@
 //! Pure text from the status the daemon served; this module shows nothing
 //! and decides nothing. What is wrong and how to fix it come from the
 //! check (`summary`, `fix`), written by the rule's evaluator; why it matters
-//! is one fixed sentence per rule, here, because it never changes with the
-//! facts.
+//! is one fixed sentence per rule, the rule's own in the registry
+//! (`checks/<rule>/mod.rs`), because it never changes with the facts.
 
 use chrono::{DateTime, FixedOffset, Utc};
 use palisade_shared::RuleId;
@@ -13,32 +13,22 @@ use palisade_shared::report::{CheckResult, Event, EventKind};
 
 use crate::nudge::deadline::DeadlinePhase;
 
-/// The notification title for a rule: the rule in words.
+/// The notification title for a rule: the rule in words, from the
+/// registry.
 pub fn rule_title(rule: &RuleId) -> String {
-    match rule.as_str() {
-        RuleId::SCREEN_LOCK => "Screen lock".to_owned(),
-        RuleId::DISK_ENCRYPTION => "Disk encryption".to_owned(),
-        RuleId::PASSWORD_POLICY => "Password".to_owned(),
-        RuleId::USB_STORAGE => "USB storage".to_owned(),
+    match crate::checks::find_rule(rule.as_str()) {
+        Some(known) => known.title().to_owned(),
         // A rule newer than this helper: its id is still better than nothing.
-        other => sentence_case(&other.replace('_', " ")),
+        None => sentence_case(&rule.as_str().replace('_', " ")),
     }
 }
 
-/// Why a rule matters, in one sentence a person at the keyboard accepts.
+/// Why a rule matters, in one sentence a person at the keyboard accepts,
+/// from the registry.
 pub fn why_it_matters(rule: &RuleId) -> &'static str {
-    match rule.as_str() {
-        RuleId::SCREEN_LOCK => {
-            "An unlocked, unattended screen lets anyone passing read and change patient records."
-        }
-        RuleId::DISK_ENCRYPTION => "A lost laptop without it exposes every patient record on it.",
-        RuleId::PASSWORD_POLICY => {
-            "A weak password is the first thing tried by whoever finds or steals the laptop."
-        }
-        RuleId::USB_STORAGE => {
-            "Patient data copied to a USB stick leaves every protection of this laptop behind."
-        }
-        _ => "Your organisation's policy requires it to protect patient data.",
+    match crate::checks::find_rule(rule.as_str()) {
+        Some(known) => known.why_it_matters(),
+        None => "Your organisation's policy requires it to protect patient data.",
     }
 }
 

@@ -1,296 +1,20 @@
-//! Rule `disk_encryption`: every persistent local filesystem, and swap, sits
-//! on dm-crypt.
-//!
-//! Linux probe: the mounts from `/proc/self/mountinfo` and `/proc/swaps`, and
-//! the block-device graph from `/sys/class/block/*` (`dev`, `slaves/`,
-//! `dm/uuid`, `removable`). The evaluator walks from each mount's device down
-//! through `slaves/` (LVM, RAID, stacked dm) until every path ends in a
-//! dm-crypt device, whose `dm/uuid` starts `CRYPT-LUKS1-`, `CRYPT-LUKS2-`,
-//! `CRYPT-PLAIN-` and the like. This is what makes LVM on LUKS pass, where
-//! tools that look only at the mount's own device report a false negative.
-//!
-//! Not counted: pseudo and in-memory filesystems, network and host-shared
-//! filesystems, read-only images (squashfs, iso9660), a container's overlay,
-//! removable media (that is `usb_storage`'s business), and zram swap. A mount
-//! whose device cannot be traced is `unknown`, never `pass`; ZFS is reported
-//! `unknown` because its native encryption is not inspected yet.
-//!
-//! macOS (`fdesetup status`) and Windows (`manage-bde -status`) probes are
-//! not written yet: there the rule reports `unknown`.
+//! The evaluator of `disk_encryption`: from the mounts, swaps and block-device
+//! graph to a verdict. Pure (no I/O, no clock), so it compiles and is tested
+//! on every OS.
 
 use std::collections::BTreeMap;
 
-use palisade_shared::Policy;
 use palisade_shared::policy::DiskEncryptionPolicy;
 use palisade_shared::report::CheckStatus;
 use serde_json::{Value, json};
 
-use super::{ProbeError, Rule, Verdict};
-use crate::sys::Host;
-
-#[derive(Debug)]
-pub struct DiskEncryption;
-
-/// What the probe found: raw tables, not yet judged.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DiskFacts {
-    pub mounts: Vec<MountEntry>,
-    pub swaps: Vec<SwapEntry>,
-    /// Block devices by kernel name (`sda1`, `dm-0`).
-    pub devices: BTreeMap<String, BlockDevice>,
-    /// For mount sources that are paths (`/dev/mapper/root`,
-    /// `/dev/disk/by-uuid/…`), the kernel name they resolve to.
-    pub resolved_sources: BTreeMap<String, String>,
-}
-
-/// One line of `/proc/self/mountinfo`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountEntry {
-    pub major: u32,
-    pub minor: u32,
-    pub mount_point: String,
-    pub fs_type: String,
-    pub source: String,
-}
-
-/// One line of `/proc/swaps`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SwapEntry {
-    pub path: String,
-    /// `partition` or `file`.
-    pub kind: String,
-}
-
-/// One block device from `/sys/class/block/<name>`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BlockDevice {
-    pub name: String,
-    pub major: u32,
-    pub minor: u32,
-    /// The devices this one is built on (`slaves/`).
-    pub slaves: Vec<String>,
-    /// `dm/uuid` for device-mapper devices.
-    pub dm_uuid: Option<String>,
-    /// `dm/name` for device-mapper devices.
-    pub dm_name: Option<String>,
-    /// The disk (or its parent disk) reports removable media.
-    pub removable: bool,
-}
-
-impl Rule for DiskEncryption {
-    // No watched files: the rule reads /proc and /sys, which inotify cannot
-    // watch. Disks and mappings coming and going arrive as block uevents;
-    // a mount with no device change is seen at the next interval.
-
-    type Policy = DiskEncryptionPolicy;
-    type Facts = DiskFacts;
-
-    fn id(&self) -> &'static str {
-        palisade_shared::RuleId::DISK_ENCRYPTION
-    }
-
-    fn policy<'p>(&self, policy: &'p Policy) -> Option<&'p Self::Policy> {
-        policy.disk_encryption.as_ref()
-    }
-
-    fn probe(&self, host: &Host, _policy: &Self::Policy) -> Result<DiskFacts, ProbeError> {
-        if cfg!(target_os = "linux") || !host.is_live_system() {
-            probe_linux(host)
-        } else {
-            Err(ProbeError::Undeterminable(format!(
-                "no disk encryption probe for {} yet",
-                std::env::consts::OS
-            )))
-        }
-    }
-
-    fn evaluate(&self, facts: &DiskFacts, policy: &Self::Policy) -> Verdict {
-        evaluate(facts, policy)
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Probe (Linux): read the files and hand the text to the parsers.
-
-fn probe_linux(host: &Host) -> Result<DiskFacts, ProbeError> {
-    let unreadable = |what: &str, err: std::io::Error| {
-        ProbeError::Undeterminable(format!("cannot read {what}: {err}"))
-    };
-    let mountinfo = host
-        .read("/proc/self/mountinfo")
-        .map_err(|e| unreadable("/proc/self/mountinfo", e))?;
-    let mounts = parse_mountinfo(&mountinfo).map_err(ProbeError::Undeterminable)?;
-    let swaps = match host.read_optional("/proc/swaps") {
-        Ok(Some(text)) => parse_swaps(&text),
-        Ok(None) => Vec::new(),
-        Err(err) => return Err(unreadable("/proc/swaps", err)),
-    };
-    let names = host
-        .list_dir("/sys/class/block")
-        .map_err(|e| unreadable("/sys/class/block", e))?
-        .ok_or_else(|| ProbeError::Undeterminable("/sys/class/block does not exist".into()))?;
-    let mut devices = BTreeMap::new();
-    for name in names {
-        let base = format!("/sys/class/block/{name}");
-        let read_trimmed = |file: &str| {
-            host.read_optional(&format!("{base}/{file}"))
-                .ok()
-                .flatten()
-                .map(|s| s.trim().to_owned())
-        };
-        let Some((major, minor)) = read_trimmed("dev").as_deref().and_then(parse_major_minor)
-        else {
-            continue;
-        };
-        let slaves = host
-            .list_dir(&format!("{base}/slaves"))
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        // Partitions have no `removable` of their own; their disk does.
-        let removable = read_trimmed("removable")
-            .or_else(|| {
-                parent_disk(host, &name).and_then(|disk| {
-                    host.read_optional(&format!("/sys/class/block/{disk}/removable"))
-                        .ok()
-                        .flatten()
-                })
-            })
-            .is_some_and(|s| s.trim() == "1");
-        devices.insert(
-            name.clone(),
-            BlockDevice {
-                name: name.clone(),
-                major,
-                minor,
-                slaves,
-                dm_uuid: read_trimmed("dm/uuid"),
-                dm_name: read_trimmed("dm/name"),
-                removable,
-            },
-        );
-    }
-    let mut resolved_sources = BTreeMap::new();
-    let sources = mounts.iter().map(|m| m.source.as_str()).chain(
-        swaps
-            .iter()
-            .filter(|s| s.kind == "partition")
-            .map(|s| s.path.as_str()),
-    );
-    for source in sources {
-        if !source.starts_with("/dev/") {
-            continue;
-        }
-        // `/dev/mapper/x` and `/dev/disk/by-*/…` are symlinks to `/dev/dm-N`
-        // or `/dev/sdXN`; the kernel name is the last component of the target.
-        if let Ok(target) = std::fs::canonicalize(host.path(source)) {
-            if let Some(name) = target.file_name() {
-                resolved_sources.insert(source.to_owned(), name.to_string_lossy().into_owned());
-            }
-        }
-    }
-    Ok(DiskFacts {
-        mounts,
-        swaps,
-        devices,
-        resolved_sources,
-    })
-}
-
-/// The disk a partition belongs to: sysfs places `sda1` inside `sda`.
-fn parent_disk(host: &Host, name: &str) -> Option<String> {
-    let real = std::fs::canonicalize(host.path(&format!("/sys/class/block/{name}"))).ok()?;
-    let parent = real.parent()?.file_name()?.to_string_lossy().into_owned();
-    host.exists(&format!("/sys/class/block/{parent}/dev"))
-        .then_some(parent)
-}
-
-// ---------------------------------------------------------------------------
-// Parsers: pure, tested against captured files.
-
-/// Parses `/proc/self/mountinfo` (proc(5)):
-/// `id parent major:minor root mount-point options [optional…] - fstype source super-options`.
-pub fn parse_mountinfo(text: &str) -> Result<Vec<MountEntry>, String> {
-    let mut mounts = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = || {
-            format!(
-                "mountinfo line {} is not in the proc(5) format: {line:?}",
-                index + 1
-            )
-        };
-        let fields: Vec<&str> = line.split(' ').collect();
-        let separator = fields.iter().position(|f| *f == "-").ok_or_else(bad)?;
-        if separator < 6 || fields.len() < separator + 3 {
-            return Err(bad());
-        }
-        let (major, minor) = parse_major_minor(fields[2]).ok_or_else(bad)?;
-        mounts.push(MountEntry {
-            major,
-            minor,
-            mount_point: unescape_octal(fields[4]),
-            fs_type: fields[separator + 1].to_owned(),
-            source: unescape_octal(fields[separator + 2]),
-        });
-    }
-    Ok(mounts)
-}
-
-/// Parses `/proc/swaps`: a header line, then `Filename Type Size Used Priority`.
-pub fn parse_swaps(text: &str) -> Vec<SwapEntry> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let path = unescape_octal(fields.next()?);
-            let kind = fields.next()?.to_owned();
-            Some(SwapEntry { path, kind })
-        })
-        .collect()
-}
-
-fn parse_major_minor(text: &str) -> Option<(u32, u32)> {
-    let (major, minor) = text.trim().split_once(':')?;
-    Some((major.parse().ok()?, minor.parse().ok()?))
-}
-
-/// The kernel escapes space, tab, newline and backslash in these files as
-/// `\040`, `\011`, `\012`, `\134`.
-fn unescape_octal(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match (bytes[i], octal) {
-            (b'\\', Some(digits)) => {
-                let value = digits
-                    .iter()
-                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
-                out.push(u8::try_from(value).unwrap_or(b'?'));
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-// ---------------------------------------------------------------------------
-// Evaluation: pure.
+use super::{BlockDevice, DiskFacts};
+use crate::checks::Verdict;
 
 /// dm-crypt targets by the prefix cryptsetup gives their `dm/uuid`. Not every
 /// `CRYPT-` prefix is encryption: `CRYPT-VERITY-` and `CRYPT-INTEGRITY-` only
 /// protect integrity, so they are walked through, never accepted.
-const DM_CRYPT_UUID_PREFIXES: [(&str, &str); 6] = [
+pub(super) const DM_CRYPT_UUID_PREFIXES: [(&str, &str); 6] = [
     ("CRYPT-LUKS2-", "LUKS2"),
     ("CRYPT-LUKS1-", "LUKS1"),
     ("CRYPT-PLAIN-", "plain dm-crypt"),
@@ -300,7 +24,7 @@ const DM_CRYPT_UUID_PREFIXES: [(&str, &str); 6] = [
 ];
 
 /// Filesystems that hold no persistent local data of their own.
-const NOT_COUNTED_FS_TYPES: [&str; 30] = [
+pub(super) const NOT_COUNTED_FS_TYPES: [&str; 30] = [
     "proc",
     "sysfs",
     "tmpfs",
@@ -332,7 +56,7 @@ const NOT_COUNTED_FS_TYPES: [&str; 30] = [
     "virtiofs",
     "selinuxfs",
 ];
-const NETWORK_FS_TYPES: [&str; 8] = [
+pub(super) const NETWORK_FS_TYPES: [&str; 8] = [
     "nfs",
     "nfs4",
     "cifs",
@@ -344,10 +68,10 @@ const NETWORK_FS_TYPES: [&str; 8] = [
 ];
 
 /// How deep a stack of dm/md devices can be before it is taken for a cycle.
-const MAX_STACK_DEPTH: usize = 16;
+pub(super) const MAX_STACK_DEPTH: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Protection {
+pub(super) enum Protection {
     /// Encrypted by these dm-crypt devices (with their kind).
     Encrypted(Vec<String>),
     /// These leaf devices are reached without passing dm-crypt.
@@ -355,7 +79,11 @@ enum Protection {
     Unknown(String),
 }
 
-fn protection_of(name: &str, devices: &BTreeMap<String, BlockDevice>, depth: usize) -> Protection {
+pub(super) fn protection_of(
+    name: &str,
+    devices: &BTreeMap<String, BlockDevice>,
+    depth: usize,
+) -> Protection {
     if depth > MAX_STACK_DEPTH {
         return Protection::Unknown(format!(
             "device stack under {name} is deeper than {MAX_STACK_DEPTH}"
@@ -402,17 +130,17 @@ fn protection_of(name: &str, devices: &BTreeMap<String, BlockDevice>, depth: usi
 
 /// What was decided about one mount or swap area.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Finding {
-    mount_point: String,
-    source: String,
-    fs_type: String,
-    device: Option<String>,
-    status: FindingStatus,
-    detail: String,
+pub(super) struct Finding {
+    pub(super) mount_point: String,
+    pub(super) source: String,
+    pub(super) fs_type: String,
+    pub(super) device: Option<String>,
+    pub(super) status: FindingStatus,
+    pub(super) detail: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FindingStatus {
+pub(super) enum FindingStatus {
     Encrypted,
     NotEncrypted,
     Unknown,
@@ -431,7 +159,7 @@ impl FindingStatus {
     }
 }
 
-fn device_of(major: u32, minor: u32, source: &str, facts: &DiskFacts) -> Option<String> {
+pub(super) fn device_of(major: u32, minor: u32, source: &str, facts: &DiskFacts) -> Option<String> {
     if major != 0 {
         if let Some(device) = facts
             .devices
@@ -457,7 +185,7 @@ fn device_of(major: u32, minor: u32, source: &str, facts: &DiskFacts) -> Option<
     facts.devices.contains_key(tail).then(|| tail.to_owned())
 }
 
-fn judge_device(
+pub(super) fn judge_device(
     mount_point: &str,
     source: &str,
     fs_type: &str,
@@ -509,7 +237,7 @@ fn judge_device(
     }
 }
 
-fn findings(facts: &DiskFacts, policy: &DiskEncryptionPolicy) -> Vec<Finding> {
+pub(super) fn findings(facts: &DiskFacts, policy: &DiskEncryptionPolicy) -> Vec<Finding> {
     let mut out = Vec::new();
     for mount in &facts.mounts {
         let fs = mount.fs_type.as_str();
@@ -582,7 +310,7 @@ fn findings(facts: &DiskFacts, policy: &DiskEncryptionPolicy) -> Vec<Finding> {
     out
 }
 
-fn path_is_under(path: &str, mount_point: &str) -> bool {
+pub(super) fn path_is_under(path: &str, mount_point: &str) -> bool {
     mount_point == "/"
         || path == mount_point
         || path
@@ -660,6 +388,3 @@ pub fn evaluate(facts: &DiskFacts, policy: &DiskEncryptionPolicy) -> Verdict {
         .with_evidence("mounts", evidence)
         .with_evidence("include_swap", policy.include_swap)
 }
-
-#[cfg(test)]
-mod tests;

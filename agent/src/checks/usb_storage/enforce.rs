@@ -2,8 +2,8 @@
 //! (`read_only`) USB mass-storage devices that are not on the allowlist, and
 //! installs a udev rule that does the same while the agent is not running.
 //!
-//! - [`on_device_added`]: the daemon calls it on a USB `add` uevent with the
-//!   device's sysfs path. It reads the device and its interfaces with the
+//! - [`on_device_added`]: the daemon calls it (through the registry's device
+//!   hook) on a USB `add` uevent with the device's sysfs path. It reads the device and its interfaces with the
 //!   check's own sysfs readers and decides with the check's own `decide`, so
 //!   the enforcer and the check can never disagree about a device. In
 //!   `block` mode it writes `0` to the device's `authorized` attribute (the
@@ -31,11 +31,11 @@ use palisade_shared::policy::{UsbDeviceMatch, UsbStorageMode, UsbStoragePolicy};
 use palisade_shared::report::{Event, EventKind, Mode};
 use serde_json::{Map, json};
 
-use super::{Plan, Step, run_checked, write_attribute, write_if_different};
-use crate::checks::usb_storage::{
+use super::{
     Decision, UsbEntry, classify_usb_entry, decide, device_label, is_mass_storage, probe_device,
     probe_interface,
 };
+use crate::enforce::plan::{Plan, Step, run_checked, write_attribute, write_if_different};
 use crate::sys::{CommandSpec, Host};
 
 pub const UDEV_RULE: &str = "/etc/udev/rules.d/70-palisade-usb-storage.rules";
@@ -114,6 +114,21 @@ pub fn plan(host: &Host, policy: &UsbStoragePolicy) -> anyhow::Result<Plan> {
         });
     }
     Ok(plan)
+}
+
+/// After `--undo`: udev reads its rules at start and on reload, and the
+/// restored set must be the one it uses. Only the live system has a udev to
+/// tell.
+pub fn after_undo(host: &Host, restored_paths: &[String]) -> anyhow::Result<Vec<String>> {
+    let touched_udev = restored_paths
+        .iter()
+        .any(|path| path.starts_with("/etc/udev/rules.d/"));
+    if !(touched_udev && host.is_live_system()) {
+        return Ok(Vec::new());
+    }
+    let command = udev_reload_command();
+    run_checked(host, &command)?;
+    Ok(vec![format!("run {}", command.display())])
 }
 
 /// `udevadm control --reload`: udev re-reads its rules files.
@@ -381,11 +396,7 @@ fn device_action(
 /// The interfaces of device `name`: the `<name>:*` entries inside its
 /// directory (real sysfs), or beside it (the `/sys/bus/usb/devices` view of a
 /// prepared tree).
-fn find_interfaces(
-    host: &Host,
-    name: &str,
-    dir: &str,
-) -> anyhow::Result<Vec<crate::checks::usb_storage::UsbInterface>> {
+fn find_interfaces(host: &Host, name: &str, dir: &str) -> anyhow::Result<Vec<super::UsbInterface>> {
     let prefix = format!("{name}:");
     let parent = dir.rsplit_once('/').map_or("", |(p, _)| p).to_owned();
     for base in [dir.to_owned(), parent] {
@@ -459,7 +470,7 @@ mod tests {
         assert_eq!(
             text.as_deref(),
             Some(include_str!(
-                "../../../packaging/linux/70-palisade-usb-storage.rules"
+                "../../../../packaging/linux/70-palisade-usb-storage.rules"
             ))
         );
     }

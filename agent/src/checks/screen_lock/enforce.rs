@@ -37,7 +37,7 @@
 
 use palisade_shared::policy::ScreenLockPolicy;
 
-use super::{Plan, Step, absolute_host_path, write_if_different};
+use crate::enforce::plan::{Plan, Step, absolute_host_path, write_if_different};
 use crate::sys::{CommandSpec, Host};
 
 pub const DCONF_PROFILE: &str = "/etc/dconf/profile/user";

@@ -23,12 +23,12 @@
 
 use palisade_shared::policy::PasswordPolicy;
 
-use super::{Plan, write_if_different};
-use crate::checks::password_policy::{
+use super::{
     DEBIAN_PASSWORD_STACK, ParsedPamLine, REDHAT_PASSWORD_STACKS, SettingSource,
     pam_module_installed, parse_pam_file, pwquality::PWQUALITY_DROP_IN_DIR, pwquality_file_order,
     read_in_root, read_pwquality_files, shortest_accepted_length,
 };
+use crate::enforce::plan::{Plan, write_if_different};
 use crate::sys::Host;
 
 pub const DROP_IN_NAME: &str = "palisade.conf";

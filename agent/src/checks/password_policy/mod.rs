@@ -1,0 +1,240 @@
+//! Rule `password_policy`: PAM makes every new password at least the
+//! policy's length (and class mix), and, when the policy asks, passwords
+//! expire.
+//!
+//! Linux probe, every file through [`Host`] so `--host-root` works:
+//! - the PAM password stack: `/etc/pam.d/common-password` (Debian, Ubuntu),
+//!   or else `/etc/pam.d/system-auth` and `/etc/pam.d/password-auth` (Fedora,
+//!   RHEL), with their `include`/`substack`/`@include` files ([`pam`]);
+//! - libpwquality's configuration: `/etc/security/pwquality.conf.d/*.conf`
+//!   then `/etc/security/pwquality.conf` ([`pwquality`]);
+//! - `/etc/login.defs` for `PASS_MAX_DAYS` ([`login_defs`]).
+//!
+//! The evaluator only credits what PAM enforces: a `minlen` in
+//! pwquality.conf is worth nothing unless `pam_pwquality.so` sits in the
+//! password stack, runs on every path, and fails the change when it rejects
+//! a password. The length compared with the policy is the shortest password
+//! the settings accept, credits included ([`shortest_accepted_length`]).
+//! pam_cracklib, pam_passwdqc and a vendor configuration under
+//! `/usr/lib/security` are reported `unknown` (not evaluated yet), never
+//! `pass`.
+//!
+//! Not covered: accounts that exist already keep their own expiry in
+//! `/etc/shadow` (login.defs sets it for new accounts); services whose PAM
+//! file does not include the stack above; root, whom pam_pwquality only warns
+//! unless `enforce_for_root` is set (shown in the evidence).
+//!
+//! macOS (`pwpolicy getaccountpolicies`) and Windows (`net accounts`) probes
+//! are not written yet: there the rule reports `unknown`. Nothing here
+//! changes the machine.
+//!
+//! The folder: this file holds the facts, the [`Rule`] impl and which probe
+//! runs; `linux.rs` (and `windows.rs`, `macos.rs`) gather the facts, [`pam`],
+//! [`pwquality`] and [`login_defs`] read the text, `evaluate.rs` (with
+//! `stack.rs` and `finding.rs`) decides. Only the probes reach the machine.
+
+pub mod enforce;
+mod evaluate;
+mod finding;
+// Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
+// a Linux tree wherever the agent runs, and gets this probe.
+mod linux;
+pub mod login_defs;
+#[cfg(target_os = "macos")]
+mod macos;
+pub mod pam;
+pub mod pwquality;
+mod stack;
+#[cfg(windows)]
+mod windows;
+
+pub use evaluate::evaluate;
+pub(crate) use linux::{pam_module_installed, read_in_root};
+
+pub use login_defs::{LoginDefs, LoginDefsValue, parse_login_defs};
+pub use pam::{
+    PamAction, PamControl, PamEntry, PamEntryKind, PamLine, PamStack, ParsedPamLine,
+    load_password_stack, parse_pam_file, why_entry_may_be_skipped,
+};
+pub use pwquality::{
+    ConfLine, PwqualityConfig, PwqualitySettings, Setting, SettingSource, apply_pam_arguments,
+    parse_pwquality_conf, pwquality_file_order, read_pwquality_files, shortest_accepted_length,
+};
+
+use palisade_shared::Policy;
+use palisade_shared::policy::PasswordPolicy;
+
+use palisade_shared::policy::RuleSettings;
+
+use super::{Enforcer, ProbeError, Rule, Verdict};
+use crate::sys::Host;
+
+#[derive(Debug)]
+pub struct PasswordRule;
+
+/// Debian and Ubuntu: the stack every service's `password` lines include.
+pub const DEBIAN_PASSWORD_STACK: &str = "/etc/pam.d/common-password";
+/// Fedora and RHEL (authselect): local and remote services' stacks.
+pub const REDHAT_PASSWORD_STACKS: [&str; 2] =
+    ["/etc/pam.d/system-auth", "/etc/pam.d/password-auth"];
+pub const LOGIN_DEFS: &str = "/etc/login.defs";
+
+/// libpwquality after 1.4.5 (upstream commit 447c6ae, "Support snippets in
+/// /usr/lib/security") also reads vendor defaults from here; 1.4.5 does not.
+const PWQUALITY_VENDOR_FILE: &str = "/usr/lib/security/pwquality.conf";
+const PWQUALITY_VENDOR_DROP_IN_DIR: &str = "/usr/lib/security/pwquality.conf.d";
+
+/// Debian's login.defs ships `PASS_MAX_DAYS 99999`, the conventional "never
+/// expires"; shadow reads a missing or unparsable value as -1, also never.
+const PASS_MAX_DAYS_NEVER: i64 = 99999;
+
+/// Linux's `MAXSYMLINKS` (40): more links than this in a row is a loop.
+const MAX_SYMLINK_HOPS: usize = 40;
+
+/// Modules that write the new password; run after a pam_pwquality that
+/// failed without ending the stack, one without `use_authtok` asks for a new
+/// password again and sets it unchecked.
+const PASSWORD_WRITING_MODULES: [&str; 5] = [
+    "pam_unix.so",
+    "pam_sss.so",
+    "pam_ldap.so",
+    "pam_winbind.so",
+    "pam_krb5.so",
+];
+
+/// Quality checkers this rule does not evaluate yet.
+const OTHER_QUALITY_MODULES: [&str; 2] = ["pam_cracklib.so", "pam_passwdqc.so"];
+
+/// A file the probe looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileState<T> {
+    Absent,
+    /// It exists but could not be read; the error as the OS gave it.
+    Unreadable(String),
+    Read(T),
+}
+
+/// Which distribution family's PAM layout was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PamFamily {
+    Debian,
+    RedHat,
+}
+
+impl PamFamily {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Debian => "debian",
+            Self::RedHat => "redhat",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PamFacts {
+    /// None of the known root files exists.
+    NoPasswordStack,
+    Stacks {
+        family: PamFamily,
+        stacks: Vec<PamStack>,
+    },
+}
+
+/// libpwquality's configuration as read from the files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PwqualityFacts {
+    pub config: PwqualityConfig,
+    /// Files that exist but could not be read, with the error.
+    pub unreadable: Vec<String>,
+    /// Vendor files only newer libpwquality reads (not evaluated yet).
+    pub vendor_files: Vec<String>,
+}
+
+/// What the probe found, not yet judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordFacts {
+    pub login_defs: FileState<LoginDefs>,
+    pub pwquality: PwqualityFacts,
+    pub pam: PamFacts,
+}
+
+impl Rule for PasswordRule {
+    /// libpwquality's files and the PAM stack (the admin's and the
+    /// vendor's), and login.defs.
+    fn watched_paths(&self) -> &'static [&'static str] {
+        &[
+            "/etc/security/pwquality.conf",
+            "/etc/security/pwquality.conf.d",
+            "/etc/pam.d",
+            "/etc/login.defs",
+            "/usr/lib/security/pwquality.conf",
+            "/usr/lib/security/pwquality.conf.d",
+            "/usr/lib/pam.d",
+        ]
+    }
+
+    type Policy = PasswordPolicy;
+    type Facts = PasswordFacts;
+
+    fn id(&self) -> &'static str {
+        palisade_shared::RuleId::PASSWORD_POLICY
+    }
+
+    fn policy<'p>(&self, policy: &'p Policy) -> Option<&'p Self::Policy> {
+        policy.password_policy.as_ref()
+    }
+
+    fn probe(&self, host: &Host, _policy: &Self::Policy) -> Result<PasswordFacts, ProbeError> {
+        // A host root (tests, `--host-root`) is a Linux tree on every OS, so
+        // it gets the Linux probe wherever the agent runs.
+        if cfg!(target_os = "linux") || !host.is_live_system() {
+            Ok(linux::probe(host))
+        } else {
+            native_probe(host)
+        }
+    }
+
+    fn evaluate(&self, facts: &PasswordFacts, policy: &Self::Policy) -> Verdict {
+        evaluate(facts, policy)
+    }
+
+    fn settings(&self, policy: &Self::Policy) -> RuleSettings {
+        policy.settings
+    }
+
+    fn enforcer(&self) -> Enforcer<Self::Policy> {
+        Enforcer::Plans(enforce::plan)
+    }
+
+    fn title(&self) -> &'static str {
+        "Password"
+    }
+
+    fn why_it_matters(&self) -> &'static str {
+        "A weak password is the first thing tried by whoever finds or steals the laptop."
+    }
+
+    /// GNOME keeps the password in Users.
+    fn settings_panel(&self) -> Option<&'static [&'static str]> {
+        Some(&["users"])
+    }
+}
+
+#[cfg(windows)]
+use windows::probe as native_probe;
+
+#[cfg(target_os = "macos")]
+use macos::probe as native_probe;
+
+/// Linux never gets here (a live Linux system runs `linux::probe`); other
+/// systems have no probe yet.
+#[cfg(not(any(windows, target_os = "macos")))]
+fn native_probe(_host: &Host) -> Result<PasswordFacts, ProbeError> {
+    Err(super::no_probe_yet("password policy"))
+}
+
+#[cfg(test)]
+use linux::probe as probe_linux;
+
+#[cfg(test)]
+mod tests;

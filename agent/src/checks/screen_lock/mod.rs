@@ -1,0 +1,268 @@
+//! Rule `screen_lock`: every graphical session locks its screen within the
+//! policy's `max_idle_seconds` of idle time (idle delay plus lock delay).
+//!
+//! Linux probe. The settings are per user, so the probe starts from the
+//! people at the screen: logind's state files `/run/systemd/sessions/*` name
+//! each session's user, type, class and desktop. For each graphical user
+//! session it reads that user's *effective* settings:
+//!
+//! - GNOME: `gsettings get` with the dconf backend, for
+//!   `org.gnome.desktop.session idle-delay`, `org.gnome.desktop.screensaver
+//!   lock-enabled` and `lock-delay`, and `org.gnome.desktop.lockdown
+//!   disable-lock-screen` (gnome-shell refuses to lock at all when it is set).
+//!   gsettings applies the system databases and their locks over the user's
+//!   database and ignores values of the wrong type, so its answer is what
+//!   gnome-shell sees; reading the keyfiles in `/etc/dconf` would not be (the
+//!   GNOME admin guide's own untyped `idle-delay=180` is ignored by GSettings,
+//!   see the fixtures' SOURCES.md). On the live system the probe runs
+//!   gsettings as the session's user (`runuser`, which needs root); with a
+//!   host root it never switches users and points HOME, XDG_CONFIG_HOME,
+//!   XDG_RUNTIME_DIR and DCONF_PROFILE into the tree.
+//! - KDE Plasma: `kscreenlockerrc` `[Daemon]` (`Autolock`, `Timeout`,
+//!   `LockGrace`, and `Lock`/`RequirePassword`, either of which turns the
+//!   lock into a screen anyone can dismiss), the user's file over
+//!   `/etc/xdg/kscreenlockerrc` unless the system file marks the group, the
+//!   key or the whole file immutable (`[$i]`), as KConfig resolves them.
+//!
+//! No graphical session, and no display server process in `/proc`, is
+//! `not_applicable`. A display server that logind does not account for (no
+//! logind at all, or X started from a text console) is `unknown`: someone may
+//! be at a screen the probe cannot see. Anything the probe cannot read (a
+//! desktop it does not know, a missing tool, gsettings falling back to its
+//! in-memory backend, which reports schema defaults, not the user's values)
+//! is `unknown` with the reason, never `pass`.
+//!
+//! Known limits, each of which a session's own environment could move: a
+//! `DCONF_PROFILE` or `XDG_CONFIG_HOME` set inside the session, and KDE
+//! distributions that add directories to `XDG_CONFIG_DIRS` (the probe reads
+//! `/etc/xdg` only). gnome-shell also waits out a 10 s fade before locking
+//! when lock-delay is shorter; the policy's "idle delay plus lock delay"
+//! leaves it out, as GNOME's Settings does.
+//!
+//! The check reads; it changes nothing (the enforcer is `enforce.rs`).
+//! macOS and Windows probes are not written yet: there the rule reports
+//! `unknown`.
+//!
+//! The folder: this file holds the facts, the [`Rule`] impl and which probe
+//! runs; `linux.rs` (and `windows.rs`, `macos.rs`) gather the facts,
+//! `parse.rs` reads the text, `evaluate.rs` decides, and `enforce.rs` sets
+//! and locks the lock. Only the probes and the enforcer reach the machine.
+
+pub mod enforce;
+mod evaluate;
+// Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
+// a Linux tree wherever the agent runs, and gets this probe.
+mod linux;
+#[cfg(target_os = "macos")]
+mod macos;
+mod parse;
+#[cfg(windows)]
+mod windows;
+
+pub use evaluate::evaluate;
+pub(crate) use linux::logind_sessions;
+pub use linux::{cgroup_contains_unit, is_display_server_process};
+pub use parse::{
+    DesktopFamily, GsettingsValue, KConfigDaemonGroup, KConfigEntry, PasswdEntry,
+    classify_gsettings_output, dconf_profile_system_databases, desktop_family,
+    parse_gsettings_value, parse_kscreenlockerrc, parse_logind_session, parse_passwd,
+    resolve_kde_settings,
+};
+
+use std::collections::BTreeMap;
+
+use palisade_shared::Policy;
+use palisade_shared::policy::ScreenLockPolicy;
+
+use palisade_shared::policy::RuleSettings;
+
+use super::{Enforcer, ProbeError, Rule, Verdict};
+use crate::sys::Host;
+
+#[derive(Debug)]
+pub struct ScreenLock;
+
+/// What the probe found: the graphical sessions and each one's settings, or,
+/// when there is none, the display servers seen.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScreenLockFacts {
+    /// Graphical user sessions from logind, with the settings read for each.
+    pub sessions: Vec<SessionFacts>,
+    /// How many session files logind lists (graphical or not); `None` when
+    /// `/run/systemd/sessions` does not exist.
+    pub logind_session_count: Option<usize>,
+    /// Display server processes, looked for only when logind lists no
+    /// graphical user session.
+    pub display_servers: Vec<DisplayServerProcess>,
+}
+
+/// One graphical session and what could be read of its lock settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionFacts {
+    pub session: LogindSession,
+    /// The settings, or why they could not be read.
+    pub settings: Result<LockSettings, String>,
+}
+
+/// One logind session state file, `/run/systemd/sessions/<id>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogindSession {
+    /// The file name, which is the session id.
+    pub id: String,
+    pub user: Option<String>,
+    pub uid: Option<u32>,
+    /// `TYPE`: unspecified, tty, x11, wayland, mir, web.
+    pub session_type: Option<String>,
+    /// `CLASS`: user, greeter, lock-screen, background.
+    pub class: Option<String>,
+    /// `STATE`: opening, online, active, closing.
+    pub state: Option<String>,
+    pub active: Option<bool>,
+    pub remote: Option<bool>,
+    /// `DESKTOP`, from the display manager's XDG_SESSION_DESKTOP.
+    pub desktop: Option<String>,
+    pub seat: Option<String>,
+    /// `SCOPE`, the systemd scope unit holding the session's processes.
+    pub scope: Option<String>,
+}
+
+impl LogindSession {
+    /// A session someone sits in front of: a graphical type, a user's own
+    /// session (not the login greeter or a lock screen), not on its way out.
+    pub fn is_graphical(&self) -> bool {
+        let graphical_type = matches!(
+            self.session_type.as_deref(),
+            Some("x11" | "wayland" | "mir")
+        );
+        graphical_type
+            && self.class.as_deref() == Some("user")
+            && self.state.as_deref() != Some("closing")
+    }
+}
+
+/// A running process that draws a screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayServerProcess {
+    pub pid: u32,
+    /// `/proc/<pid>/comm`.
+    pub name: String,
+    /// The logind session whose scope holds the process, if any.
+    pub session_id: Option<String>,
+    /// That session's class (`greeter` for a login screen).
+    pub session_class: Option<String>,
+}
+
+/// The effective lock settings of one session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockSettings {
+    Gnome(GnomeLockSettings),
+    Kde(KdeLockSettings),
+}
+
+/// GNOME's effective values, as gsettings reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GnomeLockSettings {
+    /// `org.gnome.desktop.session idle-delay`: seconds before the session is
+    /// idle and the screen blanks; 0 is never.
+    pub idle_delay_seconds: u32,
+    /// `org.gnome.desktop.screensaver lock-enabled`.
+    pub lock_enabled: bool,
+    /// `org.gnome.desktop.screensaver lock-delay`: seconds after blanking
+    /// before the lock.
+    pub lock_delay_seconds: u32,
+    /// `org.gnome.desktop.lockdown disable-lock-screen`.
+    pub lock_screen_disabled: bool,
+    /// How the values were read, for the evidence.
+    pub source: String,
+}
+
+/// KDE's effective `[Daemon]` values after the KConfig cascade.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KdeLockSettings {
+    pub autolock: bool,
+    /// Minutes of idle before the locker starts (a Double in KConfig).
+    pub timeout_minutes: f64,
+    /// `Lock`: false makes every lock a grace period without end.
+    pub lock: bool,
+    /// Seconds after the locker starts during which activity unlocks without
+    /// a password.
+    pub lock_grace_seconds: i64,
+    pub require_password: bool,
+    /// Where each value came from: a file path, or `default`.
+    pub origins: BTreeMap<String, String>,
+}
+
+impl Rule for ScreenLock {
+    /// The system dconf profile and databases (where a lock is set and
+    /// locked) and KDE's system-wide kscreenlockerrc. A user's own settings
+    /// live in their home and are re-read at the next interval.
+    fn watched_paths(&self) -> &'static [&'static str] {
+        &["/etc/dconf", "/etc/xdg/kscreenlockerrc"]
+    }
+
+    type Policy = ScreenLockPolicy;
+    type Facts = ScreenLockFacts;
+
+    fn id(&self) -> &'static str {
+        palisade_shared::RuleId::SCREEN_LOCK
+    }
+
+    fn policy<'p>(&self, policy: &'p Policy) -> Option<&'p Self::Policy> {
+        policy.screen_lock.as_ref()
+    }
+
+    fn probe(&self, host: &Host, _policy: &Self::Policy) -> Result<ScreenLockFacts, ProbeError> {
+        // A host root (tests, `--host-root`) is a Linux tree on every OS, so
+        // it gets the Linux probe wherever the agent runs.
+        if cfg!(target_os = "linux") || !host.is_live_system() {
+            linux::probe(host)
+        } else {
+            native_probe(host)
+        }
+    }
+
+    fn evaluate(&self, facts: &ScreenLockFacts, policy: &Self::Policy) -> Verdict {
+        evaluate(facts, policy)
+    }
+
+    fn settings(&self, policy: &Self::Policy) -> RuleSettings {
+        policy.settings
+    }
+
+    fn enforcer(&self) -> Enforcer<Self::Policy> {
+        Enforcer::Plans(enforce::plan)
+    }
+
+    fn title(&self) -> &'static str {
+        "Screen lock"
+    }
+
+    fn why_it_matters(&self) -> &'static str {
+        "An unlocked, unattended screen lets anyone passing read and change patient records."
+    }
+
+    /// GNOME keeps screen blanking and automatic lock in Privacy (Screen
+    /// Lock, or Screen in GNOME 46 and later, both inside `privacy`).
+    fn settings_panel(&self) -> Option<&'static [&'static str]> {
+        Some(&["privacy"])
+    }
+}
+
+#[cfg(windows)]
+use windows::probe as native_probe;
+
+#[cfg(target_os = "macos")]
+use macos::probe as native_probe;
+
+/// Linux never gets here (a live Linux system runs `linux::probe`); other
+/// systems have no probe yet.
+#[cfg(not(any(windows, target_os = "macos")))]
+fn native_probe(_host: &Host) -> Result<ScreenLockFacts, ProbeError> {
+    Err(super::no_probe_yet("screen lock"))
+}
+
+#[cfg(test)]
+use linux::*;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,347 @@
+//! Rule `usb_storage`: USB mass-storage devices are allowed, read-only or
+//! blocked as the policy says, with an allowlist of approved devices by
+//! `vendor:product[:serial]`.
+//!
+//! Linux probe, every read through [`Host`] so `--host-root` works:
+//!
+//! - the USB devices in `/sys/bus/usb/devices/*`: device entries (`usb1`,
+//!   `2-1`) with `idVendor`, `idProduct`, `serial`, `manufacturer`, `product`,
+//!   `authorized`, `busnum`, `devnum`; interface entries (`2-1:1.0`) with
+//!   `bInterfaceClass`. A device is mass storage when one of its interfaces
+//!   has class `08` (bulk-only and UAS alike). In real sysfs these entries are
+//!   symlinks into `/sys/devices`; the probe reads files by path and never
+//!   resolves links, so a prepared tree of plain directories works the same;
+//! - for `read_only`, the `ro` flag of every block device found under a
+//!   mass-storage interface (`<interface>/host*/target*/*:*:*:*/block/sdX/ro`);
+//! - the preventive controls, reported as evidence: kmod configuration in the
+//!   `modprobe.d` directories (`install usb-storage /bin/false` and friends,
+//!   `blacklist`), whether `usb_storage`/`uas` are loaded (`/proc/modules`),
+//!   USBGuard (`systemctl is-active usbguard` on the live system only), and
+//!   each root hub's `authorized_default`.
+//!
+//! The decision is made per connected mass-storage device, never from the
+//! preventive controls alone: a device the kernel has deauthorized
+//! (`authorized` = 0) is already blocked and never fails; an allowlisted one
+//! passes; the others pass, fail or are `unknown` as the storage mode says.
+//! Anything the probe cannot read that could hide a device is `unknown`,
+//! never `pass`. A machine without `/sys/bus/usb` is `not_applicable`.
+//!
+//! The check only looks: it loads, unloads and deauthorizes nothing (that
+//! is the enforcer, `enforce.rs`). The macOS and Windows probes are not written yet: there
+//! the rule reports `unknown`.
+//!
+//! The folder: this file holds the facts, the [`Rule`] impl and which probe
+//! runs; `linux.rs` (and `windows.rs`, `macos.rs`) gather the facts,
+//! `parse.rs` reads the text, `evaluate.rs` decides, and `enforce.rs` blocks
+//! devices (on uevents too). Only the probes and the enforcer reach the
+//! machine.
+
+pub mod enforce;
+mod evaluate;
+// Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
+// a Linux tree wherever the agent runs, and gets this probe.
+mod linux;
+#[cfg(target_os = "macos")]
+mod macos;
+mod parse;
+#[cfg(windows)]
+mod windows;
+
+pub use evaluate::evaluate;
+pub(crate) use evaluate::{Decision, decide, device_label, is_mass_storage};
+pub(crate) use linux::{probe_device, probe_interface};
+pub use parse::{
+    UsbEntry, classify_usb_entry, effective_modprobe_files, normalize_module_name,
+    parse_authorized, parse_class_code, parse_modprobe_config, parse_proc_modules,
+    parse_read_only_flag, parse_systemctl_is_active, parse_usb_id,
+};
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use palisade_shared::Policy;
+use palisade_shared::policy::{RuleSettings, UsbStoragePolicy};
+use palisade_shared::report::Event;
+
+use super::{Enforcer, ProbeError, Rule, Verdict};
+use crate::sys::Host;
+
+#[derive(Debug)]
+pub struct UsbStorage;
+
+/// What the probe found: raw facts, not yet judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsbStorageFacts {
+    pub usb_bus: UsbBus,
+    pub controls: PreventiveControls,
+}
+
+/// Whether the machine has a USB bus, and what is on it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UsbBus {
+    /// `/sys/bus/usb` does not exist: no USB host controller driver, so no
+    /// USB device can be connected.
+    Absent,
+    /// Every device entry of `/sys/bus/usb/devices`, root hubs included, with
+    /// its interfaces.
+    Present(Vec<UsbDevice>),
+}
+
+/// One USB device (`/sys/bus/usb/devices/2-1`, or a root hub `usb1`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsbDevice {
+    /// The kernel's name for it: `2-1` is port 1 of bus 2, `usb1` a root hub.
+    pub name: String,
+    /// `idVendor`; `None` when the file is absent or unreadable.
+    pub vendor_id: Option<u16>,
+    /// `idProduct`; `None` when the file is absent or unreadable.
+    pub product_id: Option<u16>,
+    /// `serial`; absent when the device has no serial string descriptor.
+    pub serial: Option<String>,
+    pub manufacturer: Option<String>,
+    pub product: Option<String>,
+    /// False only when `authorized` reads `0`: the kernel has unbound the
+    /// device and will bind no driver to it. An absent or unreadable file
+    /// counts as authorized, the kernel's default, so it can never hide a
+    /// device.
+    pub authorized: bool,
+    pub busnum: Option<u32>,
+    pub devnum: Option<u32>,
+    /// Root hubs only: `authorized_default`, what the kernel does with a
+    /// device newly plugged into this bus (`0` = deauthorized until a tool
+    /// such as USBGuard authorizes it).
+    pub authorized_default: Option<String>,
+    pub interfaces: Vec<UsbInterface>,
+    /// Attributes that exist but could not be read, with the reason.
+    pub read_problems: Vec<String>,
+}
+
+/// One interface of a device (`/sys/bus/usb/devices/2-1:1.0`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsbInterface {
+    pub name: String,
+    /// `bInterfaceClass`; `None` when absent or unreadable.
+    pub class: Option<u8>,
+    pub subclass: Option<u8>,
+    /// `bInterfaceProtocol`: for mass storage `50` is bulk-only, `62` UAS.
+    pub protocol: Option<u8>,
+    /// False only when the interface's own `authorized` reads `0`.
+    pub authorized: bool,
+    /// The block devices below a mass-storage interface; not looked for on
+    /// other interfaces.
+    pub block_devices: BlockDeviceScan,
+}
+
+/// The outcome of looking for block devices below an interface.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BlockDeviceScan {
+    /// Not a mass-storage interface: nothing was looked for.
+    NotScanned,
+    Found(Vec<BlockDeviceState>),
+    /// The walk could not read a directory.
+    Failed(String),
+}
+
+/// One disk or partition and its read-only flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockDeviceState {
+    /// Kernel name: `sdb`, `sdb1`.
+    pub name: String,
+    /// The `ro` attribute: `Some(true)` for `1`; `None` when it could not be
+    /// read or parsed.
+    pub read_only: Option<bool>,
+}
+
+/// Settings that stop USB storage before any device is plugged in. Evidence
+/// only: the verdict is decided by the devices that are connected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreventiveControls {
+    /// The effective kmod configuration, or why it could not be read.
+    pub modprobe: Result<ModprobeControls, String>,
+    /// The loaded modules from `/proc/modules`; `Ok(None)` when the file does
+    /// not exist (a kernel built without module support).
+    pub loaded_modules: Result<Option<BTreeSet<String>>, String>,
+    pub usbguard: UsbGuardState,
+}
+
+/// What the kmod configuration says about the two USB storage drivers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModprobeControls {
+    pub usb_storage: ModuleRules,
+    pub uas: ModuleRules,
+}
+
+/// The `install` and `blacklist` lines for one module.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModuleRules {
+    /// The effective `install` command (kmod uses the first one it reads)
+    /// and the file it came from.
+    pub install: Option<ConfigLine>,
+    /// Every file with a `blacklist` line for the module.
+    pub blacklisted_in: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigLine {
+    pub value: String,
+    pub file: String,
+}
+
+impl ModuleRules {
+    /// Whether the `install` command replaces loading with a command that
+    /// loads nothing. kmod runs the command instead of inserting the module,
+    /// also when the module is needed as a dependency (the dry runs in the
+    /// fixtures' SOURCES.md show `install /bin/false` in place of
+    /// `usb-storage.ko` when `uas` is loaded).
+    pub fn install_disables_loading(&self) -> bool {
+        self.install
+            .as_ref()
+            .is_some_and(|line| NON_LOADING_INSTALL_COMMANDS.contains(&line.value.as_str()))
+    }
+}
+
+/// Whether USBGuard guards the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsbGuardState {
+    /// `systemctl is-active usbguard` printed `active`.
+    Active,
+    /// It printed another state (`inactive`, `failed`, `activating`…).
+    NotActive(String),
+    /// systemctl is missing or could not answer (no systemd as PID 1).
+    Unknown(String),
+    /// A prepared tree under `--host-root`: no daemon to ask, so only whether
+    /// its configuration file exists.
+    NotChecked { daemon_config_present: bool },
+}
+
+/// `install` commands that load nothing. `/bin/true` is what the CIS
+/// benchmarks used to remediate to and `/bin/false` what they use now (so a
+/// load attempt reports an error); both stop the module, as kmod's dry runs
+/// in the fixtures' SOURCES.md show. A bare `true`/`false` is found on PATH by
+/// the shell kmod runs the command with.
+pub const NON_LOADING_INSTALL_COMMANDS: [&str; 6] = [
+    "/bin/false",
+    "/bin/true",
+    "/usr/bin/false",
+    "/usr/bin/true",
+    "false",
+    "true",
+];
+
+/// The kmod configuration directories, highest priority first, as libkmod
+/// lists them (`default_config_paths` in libkmod.c: `/etc`, `/run`,
+/// `/usr/local/lib`, the distribution directory `/usr/lib`, and `/lib`). A
+/// file name found in an earlier directory masks the same name in later ones.
+pub const MODPROBE_CONFIG_DIRS: [&str; 5] = [
+    "/etc/modprobe.d",
+    "/run/modprobe.d",
+    "/usr/local/lib/modprobe.d",
+    "/usr/lib/modprobe.d",
+    "/lib/modprobe.d",
+];
+
+/// The USBGuard daemon's configuration, where the Debian and Fedora packages
+/// install it.
+const USBGUARD_DAEMON_CONFIG: &str = "/etc/usbguard/usbguard-daemon.conf";
+
+/// USB interface class of mass storage (usb.org "Defined Class Codes": 08h).
+pub(crate) const MASS_STORAGE_CLASS: u8 = 0x08;
+
+/// How many directory levels below a mass-storage interface the walk looks
+/// for `block/`. In real sysfs it sits four levels down
+/// (`host6/target6:0:0/6:0:0:0/block`); two more allow for an extra layer a
+/// bridge driver may add, while the walk stays small and cannot wander the
+/// whole of `/sys`.
+const BLOCK_SEARCH_DEPTH: usize = 6;
+
+impl Rule for UsbStorage {
+    /// The module blacklists and USBGuard's policy; devices themselves
+    /// arrive as USB uevents.
+    fn watched_paths(&self) -> &'static [&'static str] {
+        &["/etc/modprobe.d", "/etc/usbguard"]
+    }
+
+    type Policy = UsbStoragePolicy;
+    type Facts = UsbStorageFacts;
+
+    fn id(&self) -> &'static str {
+        palisade_shared::RuleId::USB_STORAGE
+    }
+
+    fn policy<'p>(&self, policy: &'p Policy) -> Option<&'p Self::Policy> {
+        policy.usb_storage.as_ref()
+    }
+
+    fn probe(&self, host: &Host, _policy: &Self::Policy) -> Result<UsbStorageFacts, ProbeError> {
+        // A prepared tree is a Linux tree whatever the agent was built for.
+        if cfg!(target_os = "linux") || !host.is_live_system() {
+            linux::probe(host)
+        } else {
+            native_probe(host)
+        }
+    }
+
+    fn evaluate(&self, facts: &UsbStorageFacts, policy: &Self::Policy) -> Verdict {
+        evaluate(facts, policy)
+    }
+
+    fn settings(&self, policy: &Self::Policy) -> RuleSettings {
+        policy.settings
+    }
+
+    fn enforcer(&self) -> Enforcer<Self::Policy> {
+        Enforcer::Plans(enforce::plan)
+    }
+
+    fn after_undo(&self, host: &Host, restored_paths: &[String]) -> anyhow::Result<Vec<String>> {
+        enforce::after_undo(host, restored_paths)
+    }
+
+    fn title(&self) -> &'static str {
+        "USB storage"
+    }
+
+    fn why_it_matters(&self) -> &'static str {
+        "Patient data copied to a USB stick leaves every protection of this laptop behind."
+    }
+
+    // No settings panel: a USB policy is not a setting a person changes.
+
+    fn on_device_added(
+        &self,
+        host: &Host,
+        policy: &Policy,
+        sysfs_device: &Path,
+    ) -> anyhow::Result<Option<Event>> {
+        enforce::on_device_added(host, policy, sysfs_device)
+    }
+
+    fn sweep_devices(&self, host: &Host, policy: &Policy) -> anyhow::Result<Vec<Event>> {
+        enforce::sweep(host, policy)
+    }
+}
+
+#[cfg(windows)]
+use windows::probe as native_probe;
+
+#[cfg(target_os = "macos")]
+use macos::probe as native_probe;
+
+/// Linux never gets here (a live Linux system runs `linux::probe`); other
+/// systems have no probe yet.
+#[cfg(not(any(windows, target_os = "macos")))]
+fn native_probe(_host: &Host) -> Result<UsbStorageFacts, ProbeError> {
+    Err(super::no_probe_yet("USB storage"))
+}
+
+// The unit tests were written against the one-file rule and name its imports.
+#[cfg(test)]
+use {
+    linux::probe as probe_linux,
+    palisade_shared::policy::{UsbDeviceMatch, UsbStorageMode},
+    palisade_shared::report::CheckStatus,
+    serde_json::{Value, json},
+};
+
+#[cfg(test)]
+mod tests;
