@@ -483,8 +483,8 @@ async fn run_user(command: UserCommand) -> anyhow::Result<()> {
             }
             let config = CollectorConfig::load(&store.overrides())?;
             let password = read_new_password()?;
-            crate::server::web::auth::check_new_password(&password).map_err(anyhow::Error::msg)?;
-            let hash = crate::server::web::auth::hash_password(&password)
+            crate::web::auth::check_new_password(&password).map_err(anyhow::Error::msg)?;
+            let hash = crate::web::auth::hash_password(&password)
                 .map_err(|err| anyhow::anyhow!("cannot hash the password: {err}"))?;
             drop(password);
             let store = open_store(&config).await?;
@@ -629,7 +629,7 @@ async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
         },
         enroll_guard: Arc::default(),
         token_guard: Arc::default(),
-        web: crate::server::web::WebSettings {
+        web: crate::web::WebSettings {
             // Plain HTTP is allowed on loopback only (config.rs); there a
             // browser would drop a `Secure` cookie.
             secure_cookies: !matches!(transport, Transport::Plain),

@@ -2,12 +2,12 @@
 //! posture reports, serves signed policy, and shows IT the fleet.
 //!
 //! Layout: [`cli`] holds the subcommands; [`config`] reads the file and
-//! flags; [`server`] is the HTTP side: one module per API endpoint, and
-//! `server::web`, the IT dashboard (HTML pages behind a login);
+//! flags; [`server`] is the HTTP side (one module per endpoint);
 //! [`ingest`] holds the pure chain rules and the group-commit writer;
 //! [`store`] is the only way to durable state (SQLite or PostgreSQL behind
 //! one contract); [`state`] keeps the key files; [`secrets`] makes and parses
-//! enrollment secrets. `main.rs` only sets up and calls [`cli::run`].
+//! enrollment secrets; [`web`] is the IT dashboard (HTML pages behind a
+//! login). `main.rs` only sets up and calls [`cli::run`].
 #![deny(unsafe_code)]
 
 pub mod cli;
@@ -17,3 +17,4 @@ pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod web;

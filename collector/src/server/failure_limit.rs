@@ -5,7 +5,7 @@
 //! when a script tries.
 //!
 //! Dashboard logins have their own lockout per user name
-//! ([`crate::server::web::auth`]), because passwords are chosen by people.
+//! ([`crate::web::auth`]), because passwords are chosen by people.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -11,7 +11,7 @@
 //!
 //! The API router is built only from the [`ROUTES`] table (the `routes!`
 //! macro below), so the OpenAPI test can compare what is served with what
-//! is documented. The dashboard's HTML pages ([`crate::server::web`]) are merged in
+//! is documented. The dashboard's HTML pages ([`crate::web`]) are merged in
 //! beside it: they are for people, not part of the API document.
 
 pub mod admin;
@@ -21,7 +21,6 @@ pub mod failure_limit;
 pub mod metrics;
 pub mod policy;
 pub mod reports;
-pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -54,7 +53,7 @@ pub struct AppState {
     /// Failed admin API tokens per source address.
     pub token_guard: Arc<failure_limit::FailedAttempts>,
     /// The dashboard's settings and login guard.
-    pub web: crate::server::web::WebSettings,
+    pub web: crate::web::WebSettings,
 }
 
 /// Request limits from the configuration.
@@ -101,7 +100,7 @@ routes! {
 pub fn router(state: AppState) -> Router {
     let max_body = state.limits.max_body_bytes;
     routed()
-        .merge(crate::server::web::router())
+        .merge(crate::web::router())
         .fallback(no_route)
         // Bodies over the limit are refused with 413 before they are read
         // into memory.

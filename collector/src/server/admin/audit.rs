@@ -7,8 +7,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::Caller;
-use super::bodies::ErrorBodySchema;
 use super::bodies::{AuditEntryBody, AuditListBody};
+use super::openapi::ErrorBodySchema;
 use super::{parse_in_range, query_refusal};
 use crate::server::AppState;
 use crate::server::error::ApiError;

@@ -17,11 +17,11 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Admin, Caller};
-use super::bodies::ErrorBodySchema;
 use super::bodies::{
     DeviceBody, DeviceDetailBody, DevicePageBody, DeviceStatusName, RevokedBody, SummaryBody,
     VerdictStatusName,
 };
+use super::openapi::ErrorBodySchema;
 use super::{bad_parameter, parse_bool, parse_in_range, parse_instant, parse_rule, query_refusal};
 use crate::server::AppState;
 use crate::server::error::ApiError;

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::{Admin, Caller};
-use super::bodies::ErrorBodySchema;
 use super::bodies::{ExceptionBody, ExceptionListBody, NewExceptionRequest};
+use super::openapi::ErrorBodySchema;
 use super::{bad_field, json_refusal, parse_bool, query_refusal};
 use crate::server::AppState;
 use crate::server::error::ApiError;

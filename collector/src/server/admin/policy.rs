@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use palisade_shared::Policy;
 
 use super::auth::{Admin, Caller};
-use super::bodies::ErrorBodySchema;
 use super::bodies::{InvalidPolicyBody, PolicyBody, PolicyProblem};
+use super::openapi::ErrorBodySchema;
 use crate::server::AppState;
 use crate::server::error::ApiError;
 use crate::store::StoreBackend as _;

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use chrono::{TimeDelta, Utc};
 
 use super::auth::Admin;
-use super::bodies::ErrorBodySchema;
 use super::bodies::{CreatedSecretBody, NewSecretRequest, SecretBody, SecretListBody};
+use super::openapi::ErrorBodySchema;
 use super::{bad_field, json_refusal};
 use crate::secrets;
 use crate::server::AppState;

@@ -13,10 +13,10 @@ use palisade_shared::Policy;
 use serde::Deserialize;
 
 use crate::server::AppState;
-use crate::server::web::auth::{Session, form_refusal};
-use crate::server::web::layout::{self, Nav, csrf_field};
-use crate::server::web::{PageError, format_time, html_response};
 use crate::store::StoreBackend as _;
+use crate::web::auth::{Session, form_refusal};
+use crate::web::layout::{self, Nav, csrf_field};
+use crate::web::{PageError, format_time, html_response};
 
 /// Versions listed: years of policy changes.
 const VERSIONS: u32 = 100;

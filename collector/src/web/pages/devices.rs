@@ -15,10 +15,10 @@ use serde::Deserialize;
 use super::non_empty;
 use crate::server::AppState;
 use crate::server::admin::devices::{DeviceListParams, device_query, devices_csv};
-use crate::server::web::auth::Session;
-use crate::server::web::layout::{self, Nav, status_badge};
-use crate::server::web::{PageError, format_optional_time, html_response};
 use crate::store::{DeviceQuery, DeviceSort, DeviceStatus, StoreBackend as _, parse_check_status};
+use crate::web::auth::Session;
+use crate::web::layout::{self, Nav, status_badge};
+use crate::web::{PageError, format_optional_time, html_response};
 
 /// The statuses the status filter offers: with a rule, that rule's status
 /// (after exceptions); without, the device's overall status (the first

@@ -14,10 +14,10 @@ use maud::html;
 use palisade_shared::{Envelope, Report};
 
 use crate::server::AppState;
-use crate::server::web::auth::{CsrfForm, Session, audit, form_refusal};
-use crate::server::web::layout::{self, Nav, csrf_field, status_badge};
-use crate::server::web::{PageError, format_optional_time, format_time, html_response};
 use crate::store::{DeviceDetail, ReportHistoryEntry, StoreBackend as _};
+use crate::web::auth::{CsrfForm, Session, audit, form_refusal};
+use crate::web::layout::{self, Nav, csrf_field, status_badge};
+use crate::web::{PageError, format_optional_time, format_time, html_response};
 
 /// Reports in the history: a day of a laptop's life at one report per 15
 /// minutes.

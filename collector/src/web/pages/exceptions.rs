@@ -14,10 +14,10 @@ use serde::Deserialize;
 
 use super::non_empty;
 use crate::server::AppState;
-use crate::server::web::auth::{Session, audit, form_refusal};
-use crate::server::web::layout::{self, Nav, csrf_field};
-use crate::server::web::{PageError, format_time, html_response};
 use crate::store::{ExceptionFilter, NewException, StoreBackend as _};
+use crate::web::auth::{Session, audit, form_refusal};
+use crate::web::layout::{self, Nav, csrf_field};
+use crate::web::{PageError, format_time, html_response};
 
 /// As in the admin API: reasons are sentences, approvers names.
 const MAX_REASON_CHARS: usize = 1000;

@@ -14,10 +14,10 @@ use serde::Deserialize;
 use super::non_empty;
 use crate::secrets;
 use crate::server::AppState;
-use crate::server::web::auth::{Session, audit, form_refusal};
-use crate::server::web::layout::{self, Nav, csrf_field};
-use crate::server::web::{PageError, format_optional_time, format_time, html_response};
 use crate::store::{NewEnrollmentSecret, StoreBackend as _};
+use crate::web::auth::{Session, audit, form_refusal};
+use crate::web::layout::{self, Nav, csrf_field};
+use crate::web::{PageError, format_optional_time, format_time, html_response};
 
 /// The same limits as the admin API: ten years at most, labels are notes.
 const MAX_EXPIRES_DAYS: u32 = 3650;

@@ -6,10 +6,10 @@ use axum::response::Response;
 use maud::html;
 
 use crate::server::AppState;
-use crate::server::web::auth::Session;
-use crate::server::web::layout::{self, Nav};
-use crate::server::web::{PageError, format_time, html_response};
 use crate::store::StoreBackend as _;
+use crate::web::auth::Session;
+use crate::web::layout::{self, Nav};
+use crate::web::{PageError, format_time, html_response};
 
 /// Entries shown: weeks of a normal IT team's changes and logins; the rest
 /// is in the admin API (`/api/v1/audit?limit=1000`) and the database.

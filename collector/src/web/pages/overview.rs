@@ -9,10 +9,10 @@ use maud::html;
 use palisade_shared::RuleId;
 
 use crate::server::AppState;
-use crate::server::web::auth::Session;
-use crate::server::web::layout::{self, Nav};
-use crate::server::web::{PageError, charts, format_time, html_response};
 use crate::store::StoreBackend as _;
+use crate::web::auth::Session;
+use crate::web::layout::{self, Nav};
+use crate::web::{PageError, charts, format_time, html_response};
 
 /// Days in the trend: a month shows whether a campaign is working.
 const TREND_DAYS: i64 = 30;
