@@ -11,9 +11,10 @@ use anyhow::{Context as _, bail};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 
+use crate::app::{AppState, Limits};
 use crate::config::{CollectorConfig, Overrides, TlsSetting};
 use crate::ingest::batcher::Batcher;
-use crate::server::{self, AppState, Limits, Transport};
+use crate::server::{self, Transport};
 use crate::store::{AuditEntry, NewApiToken, NewEnrollmentSecret, Role, Store, StoreBackend as _};
 use crate::{secrets, state};
 

@@ -1,7 +1,9 @@
 //! `palisade-collector`: enrolls devices, verifies and stores their signed
 //! posture reports, serves signed policy, and shows IT the fleet.
 //!
-//! Layout: [`cli`] holds the subcommands; [`config`] reads the file and
+//! Layout: [`cli`] holds the subcommands; [`app`] is the state every
+//! handler reaches, below both [`server`] and [`web`]; [`metrics`] the
+//! Prometheus counters; [`config`] reads the file and
 //! flags; [`server`] is the HTTP side (one module per endpoint);
 //! [`ingest`] holds the pure chain rules and the group-commit writer;
 //! [`store`] is the only way to durable state (SQLite or PostgreSQL behind
@@ -10,9 +12,11 @@
 //! login). `main.rs` only sets up and calls [`cli::run`].
 #![deny(unsafe_code)]
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod ingest;
+pub mod metrics;
 pub mod secrets;
 pub mod server;
 pub mod state;

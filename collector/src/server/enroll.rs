@@ -25,9 +25,9 @@ use palisade_shared::protocol::{EnrollError, EnrollRequest, EnrollResponse};
 use palisade_shared::{DeviceId, VerifyError};
 use rand::RngCore as _;
 
-use super::AppState;
 use super::error::ApiError;
 use super::reports::body_refusal;
+use crate::app::AppState;
 use crate::secrets;
 use crate::store::{AuditEntry, EnrollDevice, EnrollRefusal, StoreBackend as _};
 

@@ -24,44 +24,18 @@ pub mod reports;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use ed25519_dalek::SigningKey;
 
-use crate::ingest::batcher::Batcher;
-use crate::store::Store;
+use crate::app::AppState;
 
 /// How long in-flight requests may take to finish after shutdown is asked
 /// for. Ten seconds covers a report batch commit on a slow disk many times
 /// over; systemd's default stop timeout (90 s) is far above it.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// What every handler can reach.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub batcher: Batcher,
-    pub policy_key: Arc<SigningKey>,
-    pub metrics: Arc<metrics::Metrics>,
-    pub limits: Limits,
-    /// Failed enrollments per source address.
-    pub enroll_guard: Arc<failure_limit::FailedAttempts>,
-    /// Failed admin API tokens per source address.
-    pub token_guard: Arc<failure_limit::FailedAttempts>,
-    /// The dashboard's settings and login guard.
-    pub web: crate::web::WebSettings,
-}
-
-/// Request limits from the configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_body_bytes: usize,
-    pub clock_skew_seconds: u32,
-}
 
 /// Declares every route once: [`ROUTES`] lists them as (method, path) and
 /// `routed` builds the router from the same lines.

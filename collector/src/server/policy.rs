@@ -12,8 +12,8 @@ use chrono::Utc;
 use palisade_shared::Policy;
 use palisade_shared::envelope::{Envelope, POLICY_PAYLOAD_TYPE};
 
-use super::AppState;
 use super::error::ApiError;
+use crate::app::AppState;
 use crate::store::{AuditEntry, NewPolicy, PolicyRecord, Store, StoreBackend as _};
 
 pub async fn get_policy(State(state): State<AppState>, headers: HeaderMap) -> Response {

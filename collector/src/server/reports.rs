@@ -21,8 +21,8 @@ use palisade_shared::Report;
 use palisade_shared::envelope::{Envelope, KeyId, REPORT_PAYLOAD_TYPE, VerifyError, sha256_hex};
 use palisade_shared::protocol::ReportAck;
 
-use super::AppState;
 use super::error::ApiError;
+use crate::app::AppState;
 use crate::ingest::batcher::SubmitError;
 use crate::store::{
     DeviceKeyRecord, IncomingReport, IncomingVerdict, StoreBackend as _, StoreOutcome,

@@ -20,8 +20,7 @@
 //!
 //! Passwords and cookie values never reach a log or the audit log.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -34,15 +33,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use maud::{DOCTYPE, html};
 use rand::RngCore as _;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
+pub use super::lockout::{LOCKOUT, MAX_FAILED_LOGINS, UnknownUserGuard};
 use super::{PageError, html_response};
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::store::{AuditEntry, NewSession, Role, SessionRecord, StoreBackend as _};
 
 /// The session cookie's name.
@@ -52,11 +52,6 @@ pub const LOGIN_CSRF_COOKIE: &str = "palisade_login_csrf";
 /// A working day: IT logs in once in the morning. Not sliding, so a stolen
 /// cookie is worth at most this long.
 pub const SESSION_LIFETIME: TimeDelta = TimeDelta::hours(8);
-/// Failures in a row before a name is locked; with [`LOCKOUT`] this allows
-/// about 480 guesses a day per name, far too few for a 12-character
-/// password (OWASP Authentication Cheat Sheet, "Account lockout").
-pub const MAX_FAILED_LOGINS: u32 = 5;
-pub const LOCKOUT: TimeDelta = TimeDelta::minutes(15);
 /// NIST SP 800-63B §3.1.1.2 asks for at least 8 characters, 15 without a
 /// second factor; 12 is the organisation's own password rule (the
 /// baseline policy's `min_length`).
@@ -283,45 +278,6 @@ pub fn form_refusal(rejection: &FormRejection) -> PageError {
 
 // ---------------------------------------------------------------------------
 // Login and logout.
-
-/// Failed logins for names that are not users, kept in memory so that
-/// they lock exactly like real names and the answer does not reveal which
-/// names exist. Bounded: when full it starts again, which only ever lets
-/// an attacker make more guesses at names that do not exist.
-#[derive(Debug, Default)]
-pub struct UnknownUserGuard {
-    failures: Mutex<HashMap<String, UnknownName>>,
-}
-
-/// Failures in a row for one unknown name, and the end of its lock.
-type UnknownName = (u32, Option<DateTime<Utc>>);
-
-/// Distinct unknown names remembered at once: a few hundred KiB.
-const MAX_UNKNOWN_NAMES: usize = 10_000;
-
-impl UnknownUserGuard {
-    fn is_locked(&self, name: &str, now: DateTime<Utc>) -> bool {
-        self.failures
-            .lock()
-            .ok()
-            .and_then(|map| map.get(name).and_then(|(_, until)| *until))
-            .is_some_and(|until| until > now)
-    }
-
-    fn record_failure(&self, name: &str, now: DateTime<Utc>) {
-        let Ok(mut map) = self.failures.lock() else {
-            return;
-        };
-        if map.len() >= MAX_UNKNOWN_NAMES && !map.contains_key(name) {
-            map.clear();
-        }
-        let entry = map.entry(name.to_owned()).or_insert((0, None));
-        entry.0 += 1;
-        if entry.0 >= MAX_FAILED_LOGINS {
-            *entry = (0, Some(now + LOCKOUT));
-        }
-    }
-}
 
 /// The login form's fields. Hand-written `Debug`: the password must never
 /// be printed.
@@ -613,19 +569,5 @@ mod tests {
         );
         let plain = set_cookie(SESSION_COOKIE, "v", "/", 60, false);
         assert!(!plain.to_str().unwrap_or_default().contains("Secure"));
-    }
-
-    #[test]
-    fn unknown_names_lock_like_real_ones() {
-        let guard = UnknownUserGuard::default();
-        let now = Utc::now();
-        for _ in 0..MAX_FAILED_LOGINS - 1 {
-            guard.record_failure("ghost", now);
-            assert!(!guard.is_locked("ghost", now));
-        }
-        guard.record_failure("ghost", now);
-        assert!(guard.is_locked("ghost", now));
-        assert!(!guard.is_locked("ghost", now + LOCKOUT));
-        assert!(!guard.is_locked("other", now));
     }
 }

@@ -23,9 +23,9 @@
 pub mod auth;
 pub mod charts;
 pub mod layout;
+pub mod lockout;
 pub mod pages;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -36,22 +36,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
 
-use crate::server::AppState;
+use crate::app::AppState;
+pub use crate::app::WebSettings;
 use crate::server::error::ApiError;
-
-/// What the dashboard needs to know about how the collector runs.
-#[derive(Debug, Clone, Default)]
-pub struct WebSettings {
-    /// Whether cookies get `Secure`: always, except when the collector
-    /// serves plain HTTP (which the configuration allows on loopback only),
-    /// where a browser would not send a `Secure` cookie back.
-    pub secure_cookies: bool,
-    /// Failed logins for user names that do not exist (see
-    /// [`auth::UnknownUserGuard`]).
-    pub unknown_users: Arc<auth::UnknownUserGuard>,
-    /// Not reported for this long: stale (`stale_after_hours`).
-    pub stale_after: chrono::TimeDelta,
-}
 
 /// The dashboard's routes, merged into the collector's router.
 pub fn router() -> Router<AppState> {

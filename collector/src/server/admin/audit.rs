@@ -7,10 +7,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::Caller;
-use super::bodies::{AuditEntryBody, AuditListBody};
-use super::openapi::ErrorBodySchema;
+use super::bodies::{AuditEntryBody, AuditListBody, ErrorBodySchema};
 use super::{parse_in_range, query_refusal};
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::server::error::ApiError;
 use crate::store::StoreBackend as _;
 

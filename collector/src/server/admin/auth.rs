@@ -21,8 +21,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::app::AppState;
 use crate::secrets;
-use crate::server::AppState;
 use crate::server::error::ApiError;
 use crate::store::{Role, StoreBackend as _};
 

@@ -519,3 +519,15 @@ pub struct AuditListBody {
 fn stored_json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
 }
+
+/// Every error answer (`palisade_shared::protocol::ErrorBody`), mirrored
+/// for the document. Here, beside the other bodies, so the handlers can name
+/// it in their `#[utoipa::path]` without depending on [`super::openapi`].
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ErrorBody)]
+pub struct ErrorBodySchema {
+    /// A stable machine-readable code, e.g. `bad_signature`.
+    pub error: String,
+    /// A sentence for a person.
+    pub message: String,
+}

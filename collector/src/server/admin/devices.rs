@@ -18,12 +18,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Admin, Caller};
 use super::bodies::{
-    DeviceBody, DeviceDetailBody, DevicePageBody, DeviceStatusName, RevokedBody, SummaryBody,
-    VerdictStatusName,
+    DeviceBody, DeviceDetailBody, DevicePageBody, DeviceStatusName, ErrorBodySchema, RevokedBody,
+    SummaryBody, VerdictStatusName,
 };
-use super::openapi::ErrorBodySchema;
 use super::{bad_parameter, parse_bool, parse_in_range, parse_instant, parse_rule, query_refusal};
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::server::error::ApiError;
 use crate::store::{
     DeviceQuery, DeviceSort, DeviceStatus, MAX_DEVICES_PER_PAGE, RuleFilter, StoreBackend as _,

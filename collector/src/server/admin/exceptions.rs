@@ -12,10 +12,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::{Admin, Caller};
-use super::bodies::{ExceptionBody, ExceptionListBody, NewExceptionRequest};
-use super::openapi::ErrorBodySchema;
+use super::bodies::{ErrorBodySchema, ExceptionBody, ExceptionListBody, NewExceptionRequest};
 use super::{bad_field, json_refusal, parse_bool, query_refusal};
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::server::error::ApiError;
 use crate::store::{ExceptionFilter, NewException, StoreBackend as _};
 

@@ -34,8 +34,8 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use chrono::Utc;
 
-use super::AppState;
 use super::error::ApiError;
+use crate::app::AppState;
 use crate::store::{AuditEntry, StoreBackend as _};
 use auth::Caller;
 

@@ -19,9 +19,9 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::bodies::{
     AuditEntryBody, AuditListBody, CreatedSecretBody, DeviceBody, DeviceDetailBody, DevicePageBody,
-    ExceptionBody, ExceptionListBody, InvalidPolicyBody, KeyBody, NewExceptionRequest,
-    NewSecretRequest, PolicyBody, PolicyProblem, ReportEntryBody, RevokedBody, SecretBody,
-    SecretListBody, SummaryBody, VerdictBody,
+    ErrorBodySchema, ExceptionBody, ExceptionListBody, InvalidPolicyBody, KeyBody,
+    NewExceptionRequest, NewSecretRequest, PolicyBody, PolicyProblem, ReportEntryBody, RevokedBody,
+    SecretBody, SecretListBody, SummaryBody, VerdictBody,
 };
 
 /// The document.
@@ -235,16 +235,6 @@ fn policy_endpoint() {}
 
 // ---------------------------------------------------------------------------
 // Mirror schemas of the wire types in `palisade-shared`.
-
-/// Every error answer (`palisade_shared::protocol::ErrorBody`).
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = ErrorBody)]
-pub struct ErrorBodySchema {
-    /// A stable machine-readable code, e.g. `bad_signature`.
-    pub error: String,
-    /// A sentence for a person.
-    pub message: String,
-}
 
 /// A DSSE v1 envelope (`palisade_shared::Envelope`, PROTOCOL.md §1).
 #[derive(Debug, Serialize, ToSchema)]

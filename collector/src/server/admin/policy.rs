@@ -14,9 +14,8 @@ use axum::response::{IntoResponse, Response};
 use palisade_shared::Policy;
 
 use super::auth::{Admin, Caller};
-use super::bodies::{InvalidPolicyBody, PolicyBody, PolicyProblem};
-use super::openapi::ErrorBodySchema;
-use crate::server::AppState;
+use super::bodies::{ErrorBodySchema, InvalidPolicyBody, PolicyBody, PolicyProblem};
+use crate::app::AppState;
 use crate::server::error::ApiError;
 use crate::store::StoreBackend as _;
 

@@ -8,11 +8,12 @@ use axum::http::StatusCode;
 use chrono::{TimeDelta, Utc};
 
 use super::auth::Admin;
-use super::bodies::{CreatedSecretBody, NewSecretRequest, SecretBody, SecretListBody};
-use super::openapi::ErrorBodySchema;
+use super::bodies::{
+    CreatedSecretBody, ErrorBodySchema, NewSecretRequest, SecretBody, SecretListBody,
+};
 use super::{bad_field, json_refusal};
+use crate::app::AppState;
 use crate::secrets;
-use crate::server::AppState;
 use crate::server::error::ApiError;
 use crate::store::{EnrollmentSecretInfo, NewEnrollmentSecret, StoreBackend as _};
 

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::store::StoreBackend as _;
 use crate::web::auth::Session;
 use crate::web::layout::{self, Nav};

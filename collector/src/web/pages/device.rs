@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use maud::html;
 use palisade_shared::{Envelope, Report};
 
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::store::{DeviceDetail, ReportHistoryEntry, StoreBackend as _};
 use crate::web::auth::{CsrfForm, Session, audit, form_refusal};
 use crate::web::layout::{self, Nav, csrf_field, status_badge};

@@ -13,7 +13,7 @@ use palisade_shared::RuleId;
 use serde::Deserialize;
 
 use super::non_empty;
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::server::admin::devices::{DeviceListParams, device_query, devices_csv};
 use crate::store::{DeviceQuery, DeviceSort, DeviceStatus, StoreBackend as _, parse_check_status};
 use crate::web::auth::Session;

@@ -12,8 +12,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::non_empty;
+use crate::app::AppState;
 use crate::secrets;
-use crate::server::AppState;
 use crate::store::{NewEnrollmentSecret, StoreBackend as _};
 use crate::web::auth::{Session, audit, form_refusal};
 use crate::web::layout::{self, Nav, csrf_field};

@@ -13,7 +13,7 @@ use palisade_shared::RuleId;
 use serde::Deserialize;
 
 use super::non_empty;
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::store::{ExceptionFilter, NewException, StoreBackend as _};
 use crate::web::auth::{Session, audit, form_refusal};
 use crate::web::layout::{self, Nav, csrf_field};

@@ -8,7 +8,7 @@ use chrono::{TimeDelta, Utc};
 use maud::html;
 use palisade_shared::RuleId;
 
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::store::StoreBackend as _;
 use crate::web::auth::Session;
 use crate::web::layout::{self, Nav};

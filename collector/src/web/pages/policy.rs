@@ -12,7 +12,7 @@ use maud::{Markup, html};
 use palisade_shared::Policy;
 use serde::Deserialize;
 
-use crate::server::AppState;
+use crate::app::AppState;
 use crate::store::StoreBackend as _;
 use crate::web::auth::{Session, form_refusal};
 use crate::web::layout::{self, Nav, csrf_field};
