@@ -5,11 +5,11 @@
 //! handler reaches, below both [`server`] and [`web`]; [`metrics`] the
 //! Prometheus counters; [`config`] reads the file and
 //! flags; [`server`] is the HTTP side (one module per endpoint);
-//! [`ingest`] holds the pure chain rules and the group-commit writer;
-//! [`store`] is the only way to durable state (SQLite or PostgreSQL behind
-//! one contract); [`state`] keeps the key files; [`secrets`] makes and parses
-//! enrollment secrets; [`web`] is the IT dashboard (HTML pages behind a
-//! login). `main.rs` only sets up and calls [`cli::run`].
+//! [`ingest`] holds the group-commit writer; [`store`] is the only way to
+//! durable state (SQLite or PostgreSQL behind one contract) and owns the
+//! pure hash-chain rules; [`state`] keeps the key files; [`secrets`] makes
+//! and parses enrollment secrets; [`web`] is the IT dashboard (HTML pages
+//! behind a login). `main.rs` only sets up and calls [`cli::run`].
 #![deny(unsafe_code)]
 
 pub mod app;

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use palisade_collector::ingest::chain::ConflictReason;
+use palisade_collector::store::chain::ConflictReason;
 use palisade_collector::store::{
     AuditEntry, DeviceQuery, DeviceSort, DeviceStatus, DeviceStatusCounts, EnrollDevice,
     EnrollRefusal, ExceptionFilter, FleetSummary, IncomingReport, IncomingVerdict, NewApiToken,

@@ -1,5 +1,5 @@
-//! Report ingest: the pure hash-chain decision ([`chain`]) and the
-//! group-commit writer ([`batcher`]).
+//! Report ingest: the group-commit writer ([`batcher`]). The hash-chain
+//! rules it relies on are the store's ([`crate::store::chain`]), applied
+//! inside the transaction that writes each batch.
 
 pub mod batcher;
-pub mod chain;

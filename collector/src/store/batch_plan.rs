@@ -3,7 +3,7 @@
 //! A backend opens its transaction, takes the write lock on the batch's
 //! devices, reads their chain heads and the digests already stored at the
 //! batch's sequences, and hands them to [`plan_batch`]. The plan decides
-//! every report in batch order with [`crate::ingest::chain::decide`], letting
+//! every report in batch order with [`crate::store::chain::decide`], letting
 //! each report see the ones before it in the same batch, and says what to
 //! write. The backend then writes exactly that and commits.
 //!
@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 
 use super::{IncomingReport, IncomingVerdict, StoreError, StoreOutcome, to_db_integer};
-use crate::ingest::chain::{ChainDecision, ChainState, IncomingLink, decide};
+use crate::store::chain::{ChainDecision, ChainState, IncomingLink, decide};
 
 /// The head of a device's hash chain as stored (the `devices` row).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -327,7 +327,7 @@ mod tests {
     use palisade_shared::report::CheckStatus;
 
     use super::*;
-    use crate::ingest::chain::ConflictReason;
+    use crate::store::chain::ConflictReason;
 
     fn report(device: &str, sequence: u64, digest: &str, prev: &str) -> IncomingReport {
         let at = DateTime::from_timestamp_millis(1_700_000_000_000 + sequence as i64 * 1000)

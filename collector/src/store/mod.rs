@@ -13,7 +13,7 @@
 //!   relies on this to acknowledge reports only after they are safe.
 //! - **One transaction per call.** `store_reports` writes a whole batch in
 //!   one transaction (group commit), and decides each report with
-//!   [`crate::ingest::chain::decide`] inside it.
+//!   [`chain::decide`] inside it.
 //! - **Secrets are stored hashed.** Enrollment secrets and API tokens are
 //!   kept as SHA-256 of their random part and compared in constant time.
 //! - Times are `DateTime<Utc>` here and unix milliseconds in the database, so
@@ -29,6 +29,7 @@
 //!   `effective` and `listed` views in SQL (listings and counts).
 
 mod batch_plan;
+pub mod chain;
 mod fleet_sql;
 pub mod postgres;
 mod rows;
@@ -230,7 +231,7 @@ pub enum StoreOutcome {
         chain_broken: bool,
     },
     Duplicate,
-    Conflict(crate::ingest::chain::ConflictReason),
+    Conflict(chain::ConflictReason),
     /// The device was revoked after its report's key was checked and before
     /// the report's batch was written; nothing was stored.
     Revoked,

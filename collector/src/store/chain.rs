@@ -1,8 +1,11 @@
 //! Deciding what to do with a verified report given what is already stored
 //! for its device: the hash-chain and sequence rules of design §4.
 //!
-//! Pure: the store backends call [`decide`] inside the transaction that holds
-//! the device's row, so the decision and the write see the same state.
+//! Pure: the store calls [`decide`] (through [`super::batch_plan`]) inside
+//! the transaction that holds the device's row, so the decision and the
+//! write see the same state. It lives in the store, not in ingest, because
+//! the store is what applies it and the store imports nothing from the
+//! layers above it.
 
 /// What the store knows about a device's chain when a report arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
