@@ -197,7 +197,6 @@ const KNOWN_LONG_FILES: &[&str] = &[
     "agent/src/config.rs",
     "agent/src/identity.rs",
     "agent/src/spool.rs",
-    "agent/src/status.rs",
     "collector/src/cli.rs",
     "collector/src/server/admin/devices.rs",
     "collector/src/store/mod.rs",

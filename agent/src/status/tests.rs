@@ -1,8 +1,12 @@
-use chrono::TimeZone as _;
-use palisade_shared::RuleId;
-use palisade_shared::report::Mode;
+use chrono::{DateTime, TimeZone as _, Utc};
+use palisade_shared::report::{CheckResult, CheckStatus, Mode};
+use palisade_shared::{DeviceId, KeyId, RuleId};
+use tokio::sync::mpsc;
 
+use super::render::{span, when};
 use super::*;
+use crate::identity::Identity;
+use crate::spool::Spool;
 
 fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 6, 2, h, m, s).unwrap()
