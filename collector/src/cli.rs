@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{CollectorConfig, Overrides, TlsSetting};
 use crate::ingest::batcher::Batcher;
 use crate::server::{self, AppState, Limits, Transport};
-use crate::store::{AuditEntry, NewApiToken, NewEnrollmentSecret, Role, Store, StoreBackend as _};
+use crate::store::{AuditEntry, NewApiToken, NewEnrollmentSecret, Role, Store};
 use crate::{secrets, state};
 
 /// The baseline policy served until an operator sets another.

@@ -21,7 +21,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::AppState;
-use crate::store::{DeviceStatusCounts, StoreBackend as _};
+use crate::store::DeviceStatusCounts;
 
 type Labels = Vec<(&'static str, &'static str)>;
 

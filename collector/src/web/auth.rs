@@ -43,7 +43,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::{PageError, html_response};
 use crate::server::AppState;
-use crate::store::{AuditEntry, NewSession, Role, SessionRecord, StoreBackend as _};
+use crate::store::{AuditEntry, NewSession, Role, SessionRecord};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "palisade_session";

@@ -12,7 +12,6 @@ use super::openapi::ErrorBodySchema;
 use super::{parse_in_range, query_refusal};
 use crate::server::AppState;
 use crate::server::error::ApiError;
-use crate::store::StoreBackend as _;
 
 /// Entries unless asked otherwise: a screenful and then some.
 const DEFAULT_LIMIT: u32 = 100;

@@ -17,7 +17,7 @@ use super::openapi::ErrorBodySchema;
 use super::{bad_field, json_refusal, parse_bool, query_refusal};
 use crate::server::AppState;
 use crate::server::error::ApiError;
-use crate::store::{ExceptionFilter, NewException, StoreBackend as _};
+use crate::store::{ExceptionFilter, NewException};
 
 /// Reasons and approvers are sentences and names, not documents.
 const MAX_REASON_CHARS: usize = 1000;

@@ -18,7 +18,6 @@ use super::bodies::{InvalidPolicyBody, PolicyBody, PolicyProblem};
 use super::openapi::ErrorBodySchema;
 use crate::server::AppState;
 use crate::server::error::ApiError;
-use crate::store::StoreBackend as _;
 
 /// The current policy: its TOML text, id, version, revision and digest.
 #[utoipa::path(
