@@ -15,7 +15,7 @@ use crate::app::{AppState, Limits};
 use crate::config::{CollectorConfig, Overrides, TlsSetting};
 use crate::ingest::batcher::Batcher;
 use crate::server::{self, Transport};
-use crate::store::{AuditEntry, NewApiToken, NewEnrollmentSecret, Role, Store, StoreBackend as _};
+use crate::store::{AuditEntry, NewApiToken, NewEnrollmentSecret, Role, Store};
 use crate::{secrets, state};
 
 /// The baseline policy served until an operator sets another.

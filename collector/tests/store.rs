@@ -17,8 +17,8 @@ use palisade_collector::store::chain::ConflictReason;
 use palisade_collector::store::{
     AuditEntry, DeviceQuery, DeviceSort, DeviceStatus, DeviceStatusCounts, EnrollDevice,
     EnrollRefusal, ExceptionFilter, FleetSummary, IncomingReport, IncomingVerdict, NewApiToken,
-    NewEnrollmentSecret, NewException, NewPolicy, Role, RuleFilter, Store, StoreBackend,
-    StoreError, StoreOutcome,
+    NewEnrollmentSecret, NewException, NewPolicy, Role, RuleFilter, Store, StoreError,
+    StoreOutcome,
 };
 use palisade_shared::report::CheckStatus;
 use sha2::{Digest, Sha256};

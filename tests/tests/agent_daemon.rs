@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use palisade_collector::store::{Store, StoreBackend as _};
+use palisade_collector::store::Store;
 use palisade_tests::agent::{self as agent_harness, RunningAgent};
 use palisade_tests::collector::RunningCollector;
 use palisade_tests::{agent, run};

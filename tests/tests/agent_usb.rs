@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use palisade_collector::store::{Store, StoreBackend as _};
+use palisade_collector::store::Store;
 use palisade_shared::Report;
 use palisade_shared::envelope::Envelope;
 use palisade_tests::agent;

@@ -199,9 +199,6 @@ const KNOWN_LONG_FILES: &[&str] = &[
     "agent/src/spool.rs",
     "collector/src/cli.rs",
     "collector/src/server/admin/devices.rs",
-    "collector/src/store/mod.rs",
-    "collector/src/store/postgres.rs",
-    "collector/src/store/sqlite.rs",
 ];
 
 fn collect_rs(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

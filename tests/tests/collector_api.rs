@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 use chrono::{Duration, Utc};
-use palisade_collector::store::{Store, StoreBackend as _};
+use palisade_collector::store::Store;
 use palisade_shared::envelope::{
     Envelope, KeyId, POLICY_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE, verifying_key_from_base64,
 };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::Utc;
-use palisade_collector::store::{Store, StoreBackend as _};
+use palisade_collector::store::Store;
 use palisade_tests::collector::RunningCollector;
 use palisade_tests::databases::{Backend, database_for};
 use palisade_tests::device::SimulatedDevice;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{IncomingReport, Store, StoreBackend as _, StoreError, StoreOutcome};
+use crate::store::{IncomingReport, Store, StoreError, StoreOutcome};
 
 /// The most reports in one transaction. 256 reports of ~4 KiB is about 1 MiB
 /// of envelopes per commit: large enough to amortise the fsync, small enough

@@ -29,7 +29,7 @@ use super::error::ApiError;
 use super::reports::body_refusal;
 use crate::app::AppState;
 use crate::secrets;
-use crate::store::{AuditEntry, EnrollDevice, EnrollRefusal, StoreBackend as _};
+use crate::store::{AuditEntry, EnrollDevice, EnrollRefusal};
 
 pub async fn enroll(
     State(state): State<AppState>,

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
 use crate::app::AppState;
-use crate::store::StoreBackend as _;
 
 /// Prometheus/OpenMetrics text.
 #[utoipa::path(

@@ -14,7 +14,7 @@ use palisade_shared::envelope::{Envelope, POLICY_PAYLOAD_TYPE};
 
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::store::{AuditEntry, NewPolicy, PolicyRecord, Store, StoreBackend as _};
+use crate::store::{AuditEntry, NewPolicy, PolicyRecord, Store};
 
 pub async fn get_policy(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let record = match state.store.current_policy().await {

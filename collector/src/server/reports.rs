@@ -24,9 +24,7 @@ use palisade_shared::protocol::ReportAck;
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::ingest::batcher::SubmitError;
-use crate::store::{
-    DeviceKeyRecord, IncomingReport, IncomingVerdict, StoreBackend as _, StoreOutcome,
-};
+use crate::store::{DeviceKeyRecord, IncomingReport, IncomingVerdict, StoreOutcome};
 
 pub async fn ingest(
     State(state): State<AppState>,

@@ -43,7 +43,7 @@ use subtle::ConstantTimeEq as _;
 pub use super::lockout::{LOCKOUT, MAX_FAILED_LOGINS, UnknownUserGuard};
 use super::{PageError, html_response};
 use crate::app::AppState;
-use crate::store::{AuditEntry, NewSession, Role, SessionRecord, StoreBackend as _};
+use crate::store::{AuditEntry, NewSession, Role, SessionRecord};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "palisade_session";

@@ -38,8 +38,7 @@ use ed25519_dalek::{Signature, Signer as _, VerifyingKey};
 use palisade_collector::ingest::batcher::MAX_BATCH;
 use palisade_collector::secrets;
 use palisade_collector::store::{
-    EnrollDevice, IncomingReport, IncomingVerdict, NewEnrollmentSecret, Store, StoreBackend as _,
-    StoreOutcome,
+    EnrollDevice, IncomingReport, IncomingVerdict, NewEnrollmentSecret, Store, StoreOutcome,
 };
 use palisade_shared::envelope::{
     Envelope, KeyId, REPORT_PAYLOAD_TYPE, pre_authentication_encoding, sha256_hex,

@@ -11,7 +11,6 @@ use super::bodies::{AuditEntryBody, AuditListBody, ErrorBodySchema};
 use super::{parse_in_range, query_refusal};
 use crate::app::AppState;
 use crate::server::error::ApiError;
-use crate::store::StoreBackend as _;
 
 /// Entries unless asked otherwise: a screenful and then some.
 const DEFAULT_LIMIT: u32 = 100;

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use crate::app::AppState;
 use crate::secrets;
 use crate::server::error::ApiError;
-use crate::store::{Role, StoreBackend as _};
+use crate::store::Role;
 
 /// Whoever presented a valid token: a viewer or an admin.
 #[derive(Debug, Clone, PartialEq, Eq)]

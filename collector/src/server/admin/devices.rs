@@ -25,8 +25,7 @@ use super::{bad_parameter, parse_bool, parse_in_range, parse_instant, parse_rule
 use crate::app::AppState;
 use crate::server::error::ApiError;
 use crate::store::{
-    DeviceQuery, DeviceSort, DeviceStatus, MAX_DEVICES_PER_PAGE, RuleFilter, StoreBackend as _,
-    parse_check_status,
+    DeviceQuery, DeviceSort, DeviceStatus, MAX_DEVICES_PER_PAGE, RuleFilter, parse_check_status,
 };
 
 /// A device not seen for 72 hours is stale. The agent reports every 15

@@ -16,7 +16,7 @@ use super::bodies::{ErrorBodySchema, ExceptionBody, ExceptionListBody, NewExcept
 use super::{bad_field, json_refusal, parse_bool, query_refusal};
 use crate::app::AppState;
 use crate::server::error::ApiError;
-use crate::store::{ExceptionFilter, NewException, StoreBackend as _};
+use crate::store::{ExceptionFilter, NewException};
 
 /// Reasons and approvers are sentences and names, not documents.
 const MAX_REASON_CHARS: usize = 1000;

@@ -36,7 +36,7 @@ use chrono::Utc;
 
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::store::{AuditEntry, StoreBackend as _};
+use crate::store::AuditEntry;
 use auth::Caller;
 
 /// A query string that did not parse into the endpoint's parameters: an

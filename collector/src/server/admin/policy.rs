@@ -17,7 +17,6 @@ use super::auth::{Admin, Caller};
 use super::bodies::{ErrorBodySchema, InvalidPolicyBody, PolicyBody, PolicyProblem};
 use crate::app::AppState;
 use crate::server::error::ApiError;
-use crate::store::StoreBackend as _;
 
 /// The current policy: its TOML text, id, version, revision and digest.
 #[utoipa::path(

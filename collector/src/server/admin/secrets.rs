@@ -15,7 +15,7 @@ use super::{bad_field, json_refusal};
 use crate::app::AppState;
 use crate::secrets;
 use crate::server::error::ApiError;
-use crate::store::{EnrollmentSecretInfo, NewEnrollmentSecret, StoreBackend as _};
+use crate::store::{EnrollmentSecretInfo, NewEnrollmentSecret};
 
 /// Ten years: a secret meant to outlive the laptops it enrolls is a
 /// mistake; "never expires" is said by leaving the field out.

@@ -6,7 +6,6 @@ use axum::response::Response;
 use maud::html;
 
 use crate::app::AppState;
-use crate::store::StoreBackend as _;
 use crate::web::auth::Session;
 use crate::web::layout::{self, Nav};
 use crate::web::{PageError, format_time, html_response};

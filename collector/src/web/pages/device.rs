@@ -14,7 +14,7 @@ use maud::html;
 use palisade_shared::{Envelope, Report};
 
 use crate::app::AppState;
-use crate::store::{DeviceDetail, ReportHistoryEntry, StoreBackend as _};
+use crate::store::{DeviceDetail, ReportHistoryEntry};
 use crate::web::auth::{CsrfForm, Session, audit, form_refusal};
 use crate::web::layout::{self, Nav, csrf_field, status_badge};
 use crate::web::{PageError, format_optional_time, format_time, html_response};

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::non_empty;
 use crate::app::AppState;
 use crate::server::admin::devices::{DeviceListParams, device_query, devices_csv};
-use crate::store::{DeviceQuery, DeviceSort, DeviceStatus, StoreBackend as _, parse_check_status};
+use crate::store::{DeviceQuery, DeviceSort, DeviceStatus, parse_check_status};
 use crate::web::auth::Session;
 use crate::web::layout::{self, Nav, status_badge};
 use crate::web::{PageError, format_optional_time, html_response};

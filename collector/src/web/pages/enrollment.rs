@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::non_empty;
 use crate::app::AppState;
 use crate::secrets;
-use crate::store::{NewEnrollmentSecret, StoreBackend as _};
+use crate::store::NewEnrollmentSecret;
 use crate::web::auth::{Session, audit, form_refusal};
 use crate::web::layout::{self, Nav, csrf_field};
 use crate::web::{PageError, format_optional_time, format_time, html_response};

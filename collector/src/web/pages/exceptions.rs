@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::non_empty;
 use crate::app::AppState;
-use crate::store::{ExceptionFilter, NewException, StoreBackend as _};
+use crate::store::{ExceptionFilter, NewException};
 use crate::web::auth::{Session, audit, form_refusal};
 use crate::web::layout::{self, Nav, csrf_field};
 use crate::web::{PageError, format_time, html_response};

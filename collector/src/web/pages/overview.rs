@@ -9,7 +9,6 @@ use maud::html;
 use palisade_shared::RuleId;
 
 use crate::app::AppState;
-use crate::store::StoreBackend as _;
 use crate::web::auth::Session;
 use crate::web::layout::{self, Nav};
 use crate::web::{PageError, charts, format_time, html_response};

@@ -13,7 +13,6 @@ use palisade_shared::Policy;
 use serde::Deserialize;
 
 use crate::app::AppState;
-use crate::store::StoreBackend as _;
 use crate::web::auth::{Session, form_refusal};
 use crate::web::layout::{self, Nav, csrf_field};
 use crate::web::{PageError, format_time, html_response};

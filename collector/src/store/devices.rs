@@ -1,0 +1,328 @@
+//! Enrollment and devices: enrollment secrets, enrolling a device with its
+//! key, the key lookup of the ingest path, revocation, and a device's row
+//! and latest verdicts.
+//!
+//! SQL written once for both engines (see [`super::engine`]); it must not
+//! decide anything about report chains (that is [`super::chain`]).
+
+use chrono::{DateTime, Utc};
+use palisade_shared::report::CheckStatus;
+
+use super::engine::{stmt, stmt_from};
+use super::rows::*;
+use super::*;
+
+// ---------------------------------------------------------------------------
+// Enrollment.
+
+/// A new enrollment secret. The secret itself is `pls_<id>_<random>`; only
+/// the SHA-256 of the random part is kept.
+#[derive(Debug, Clone)]
+pub struct NewEnrollmentSecret {
+    pub id: String,
+    pub secret_hash: [u8; 32],
+    pub label: String,
+    /// `None`: unlimited uses.
+    pub max_uses: Option<u32>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// An enrollment secret as listed to IT (never the hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentSecretInfo {
+    pub id: String,
+    pub label: String,
+    pub max_uses: Option<u32>,
+    pub uses: u32,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// A device asking to enroll, already past the proof-of-possession check.
+#[derive(Debug, Clone)]
+pub struct EnrollDevice {
+    pub secret_id: String,
+    /// SHA-256 of the random part the agent presented.
+    pub presented_hash: [u8; 32],
+    /// The id the collector gives the new device.
+    pub device_id: String,
+    pub key_id: String,
+    /// The raw 32-byte Ed25519 public key.
+    pub public_key: [u8; 32],
+    pub hostname: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub kernel_version: String,
+    pub arch: String,
+    pub agent_version: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Why an enrollment was refused. The HTTP layer answers all of the secret
+/// cases with the same 401, so a caller cannot tell which part was wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollRefusal {
+    UnknownSecret,
+    WrongSecret,
+    SecretExpired,
+    SecretUsedUp,
+    /// The key is already enrolled (to any device): a device re-enrolls with
+    /// a new key.
+    KeyAlreadyEnrolled,
+}
+
+// ---------------------------------------------------------------------------
+// Devices and keys.
+
+/// What the ingest path needs to know about a signing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceKeyRecord {
+    pub key_id: String,
+    pub device_id: String,
+    pub public_key: [u8; 32],
+    /// Set when the device (and so its key) was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A device as the dashboard and the admin API see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub device_id: String,
+    pub hostname: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub kernel_version: String,
+    pub arch: String,
+    pub agent_version: String,
+    /// The policy the device last reported running; `None` before its first
+    /// report.
+    pub policy_id: Option<String>,
+    pub policy_version: Option<u64>,
+    /// The enrollment secret that enrolled it.
+    pub enrollment_secret_id: String,
+    pub enrolled_at: DateTime<Utc>,
+    /// When its latest report was stored (collector clock).
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// The head of its hash chain: highest stored sequence and its digest.
+    pub last_sequence: Option<u64>,
+    pub last_digest: Option<String>,
+    /// Set once a report arrived after a gap; never cleared by ingest.
+    pub sequence_gap: bool,
+    /// Set once a report's `prev_digest` did not match the stored head.
+    pub chain_broken: bool,
+    /// The person last seen using it (a report's `host.console_user`);
+    /// `None` until a report names one. A report without a user keeps the
+    /// last one known.
+    pub console_user: Option<String>,
+}
+
+/// A device's latest verdict for one rule, from its highest stored report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestVerdict {
+    pub rule_id: String,
+    pub status: CheckStatus,
+    pub mode: String,
+    pub summary: String,
+    pub evidence_json: String,
+    pub fix: String,
+    /// `issued_at` of the first report in the current run of this status: a
+    /// report with the same status keeps it, another status resets it.
+    pub status_since: DateTime<Utc>,
+    /// `received_at` of the report that last wrote the verdict.
+    pub updated_at: DateTime<Utc>,
+    /// The sequence of that report.
+    pub report_sequence: u64,
+}
+
+impl Store {
+    pub async fn create_enrollment_secret(
+        &self,
+        secret: &NewEnrollmentSecret,
+    ) -> Result<(), StoreError> {
+        stmt(
+            "INSERT INTO enrollment_secrets \
+             (id, secret_hash, label, max_uses, uses, expires_at, created_at, created_by) \
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $7)",
+        )
+        .bind(&secret.id)
+        .bind(secret.secret_hash.as_slice())
+        .bind(&secret.label)
+        .bind(secret.max_uses.map(i64::from))
+        .bind(secret.expires_at.map(to_millis))
+        .bind(to_millis(secret.created_at))
+        .bind(&secret.created_by)
+        .write(&self.pools)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn list_enrollment_secrets(&self) -> Result<Vec<EnrollmentSecretInfo>, StoreError> {
+        let rows = stmt(
+            "SELECT id, label, max_uses, uses, expires_at, created_at, created_by \
+             FROM enrollment_secrets ORDER BY created_at DESC, id",
+        )
+        .read_all(&self.pools)
+        .await?;
+        rows.iter().map(secret_from_row).collect()
+    }
+
+    /// Checks the secret (constant-time hash comparison, expiry, uses),
+    /// counts the use, and creates the device and its key, all in one
+    /// transaction.
+    pub async fn enroll_device(
+        &self,
+        request: &EnrollDevice,
+    ) -> Result<Result<(), EnrollRefusal>, StoreError> {
+        let dialect = self.pools.dialect();
+        let mut tx = self.pools.begin_write().await?;
+        // Locked (PostgreSQL): two enrollments on a single-use secret at once
+        // must not both see one use left. SQLite's write lock covers it.
+        let secret = stmt_from(format!(
+            "SELECT secret_hash, max_uses, uses, expires_at FROM enrollment_secrets \
+             WHERE id = $1{}",
+            dialect.lock_rows()
+        ))
+        .bind(&request.secret_id)
+        .fetch_optional(&mut tx)
+        .await?;
+        let refusal = match secret {
+            None => Some(EnrollRefusal::UnknownSecret),
+            Some(row) => {
+                let stored_hash: Vec<u8> = row.value("secret_hash")?;
+                let max_uses: Option<i64> = row.value("max_uses")?;
+                let uses: i64 = row.value("uses")?;
+                let expires_at: Option<i64> = row.value("expires_at")?;
+                let key_taken = stmt("SELECT 1 FROM device_keys WHERE key_id = $1")
+                    .bind(&request.key_id)
+                    .fetch_optional(&mut tx)
+                    .await?
+                    .is_some();
+                secret_refusal(
+                    &request.presented_hash,
+                    &stored_hash,
+                    expires_at,
+                    max_uses,
+                    uses,
+                    to_millis(request.at),
+                )
+                .or(key_taken.then_some(EnrollRefusal::KeyAlreadyEnrolled))
+            }
+        };
+        if let Some(refusal) = refusal {
+            tx.rollback().await?;
+            return Ok(Err(refusal));
+        }
+
+        let at = to_millis(request.at);
+        stmt("UPDATE enrollment_secrets SET uses = uses + 1 WHERE id = $1")
+            .bind(&request.secret_id)
+            .execute(&mut tx)
+            .await?;
+        stmt(
+            "INSERT INTO devices \
+             (id, hostname, os_name, os_version, kernel_version, arch, agent_version, \
+              enrollment_secret_id, enrolled_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&request.device_id)
+        .bind(&request.hostname)
+        .bind(&request.os_name)
+        .bind(&request.os_version)
+        .bind(&request.kernel_version)
+        .bind(&request.arch)
+        .bind(&request.agent_version)
+        .bind(&request.secret_id)
+        .bind(at)
+        .execute(&mut tx)
+        .await?;
+        // The same key enrolling through two different secrets at once on
+        // PostgreSQL: both saw it free above, the second insert waits for the
+        // first and then does nothing, and is refused like any other reused
+        // key. (Under SQLite's write lock the check above already saw it.)
+        let inserted = stmt(
+            "INSERT INTO device_keys (key_id, device_id, public_key, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING",
+        )
+        .bind(&request.key_id)
+        .bind(&request.device_id)
+        .bind(request.public_key.as_slice())
+        .bind(at)
+        .execute(&mut tx)
+        .await?;
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(Err(EnrollRefusal::KeyAlreadyEnrolled));
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    pub async fn device_key(&self, key_id: &str) -> Result<Option<DeviceKeyRecord>, StoreError> {
+        // A key is revoked when it or its device is.
+        let row = stmt(
+            "SELECT k.key_id, k.device_id, k.public_key, \
+                    COALESCE(k.revoked_at, d.revoked_at) AS revoked_at \
+             FROM device_keys k JOIN devices d ON d.id = k.device_id \
+             WHERE k.key_id = $1",
+        )
+        .bind(key_id)
+        .read_optional(&self.pools)
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    /// Revokes a device and its keys; `false` when no such device exists.
+    /// Revoking again keeps the first revocation time.
+    pub async fn revoke_device(
+        &self,
+        device_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pools.begin_write().await?;
+        let found = stmt("UPDATE devices SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
+            .bind(device_id)
+            .bind(to_millis(at))
+            .execute(&mut tx)
+            .await?
+            > 0;
+        stmt("UPDATE device_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE device_id = $1")
+            .bind(device_id)
+            .bind(to_millis(at))
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    pub async fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let row = stmt(
+            "SELECT id, hostname, os_name, os_version, kernel_version, arch, agent_version, \
+                    policy_id, policy_version, enrollment_secret_id, enrolled_at, last_seen_at, \
+                    revoked_at, last_sequence, last_digest, sequence_gap, chain_broken, \
+                    console_user \
+             FROM devices WHERE id = $1",
+        )
+        .bind(device_id)
+        .read_optional(&self.pools)
+        .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    /// The device's latest verdicts, by rule id.
+    pub async fn latest_verdicts(&self, device_id: &str) -> Result<Vec<LatestVerdict>, StoreError> {
+        let rows = stmt_from(format!(
+            "SELECT rule_id, status, mode, summary, evidence, fix, status_since, updated_at, \
+                    report_sequence \
+             FROM latest_verdicts WHERE device_id = $1 ORDER BY rule_id{c}",
+            c = self.pools.dialect().binary_collation()
+        ))
+        .bind(device_id)
+        .read_all(&self.pools)
+        .await?;
+        rows.iter().map(verdict_from_row).collect()
+    }
+}
