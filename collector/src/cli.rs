@@ -14,8 +14,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::{AppState, Limits};
 use crate::config::{CollectorConfig, Overrides, TlsSetting};
 use crate::ingest::batcher::Batcher;
+use crate::operations;
 use crate::server::{self, Transport};
-use crate::store::{AuditEntry, NewApiToken, NewEnrollmentSecret, Role, Store};
+use crate::store::{AuditEntry, NewApiToken, Role, Store};
 use crate::{secrets, state};
 
 /// The baseline policy served until an operator sets another.
@@ -278,40 +279,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let config = CollectorConfig::load(&store.overrides())?;
             let store = open_store(&config).await?;
-            let secret = secrets::generate("pls");
-            let now = Utc::now();
             let expires_at = match expires {
                 Some(duration) => Some(
-                    now + chrono::Duration::from_std(duration).context("--expires is too long")?,
+                    Utc::now()
+                        + chrono::Duration::from_std(duration).context("--expires is too long")?,
                 ),
                 None => None,
             };
-            let actor = cli_actor();
-            store
-                .create_enrollment_secret(&NewEnrollmentSecret {
-                    id: secret.id.clone(),
-                    secret_hash: secret.hash,
-                    label: label.clone(),
+            let secret = operations::create_enrollment_secret(
+                &store,
+                &cli_actor(),
+                operations::NewSecret {
+                    label,
                     max_uses: uses,
                     expires_at,
-                    created_at: now,
-                    created_by: actor.clone(),
-                })
-                .await?;
-            store
-                .append_audit(&AuditEntry {
-                    at: now,
-                    actor,
-                    action: "secret.create".into(),
-                    target: secret.id.clone(),
-                    details_json: serde_json::json!({ "label": label, "max_uses": uses, "expires_at": expires_at }).to_string(),
-                })
-                .await?;
+                },
+            )
+            .await?;
             // The only place the secret is ever shown.
             println!("{}", secret.text);
             eprintln!(
                 "enrollment secret {} created ({}, {}); it is shown once and stored only as a hash",
-                secret.id,
+                secret.info.id,
                 uses.map_or("unlimited uses".to_owned(), |n| format!(
                     "{n} use{}",
                     if n == 1 { "" } else { "s" }
@@ -345,19 +334,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Device(DeviceCommand::Revoke { store, device_id }) => {
             let config = CollectorConfig::load(&store.overrides())?;
             let store = open_store(&config).await?;
-            let now = Utc::now();
-            if !store.revoke_device(&device_id, now).await? {
-                bail!("no device {device_id:?}");
+            let revoked = operations::revoke_device(&store, &cli_actor(), &device_id).await?;
+            if !revoked.newly_revoked {
+                println!(
+                    "device {device_id} was already revoked at {}",
+                    revoked.revoked_at.to_rfc3339()
+                );
+                return Ok(());
             }
-            store
-                .append_audit(&AuditEntry {
-                    at: now,
-                    actor: cli_actor(),
-                    action: "device.revoke".into(),
-                    target: device_id.clone(),
-                    details_json: "{}".into(),
-                })
-                .await?;
             println!("device {device_id} revoked");
             Ok(())
         }

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
+pub mod operations;
 pub mod secrets;
 pub mod server;
 pub mod state;

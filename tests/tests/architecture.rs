@@ -237,3 +237,47 @@ fn evaluators_and_parsers_never_touch_the_os() {
         &[],
     );
 }
+
+/// Changes that the command line, the admin API and the dashboard all make
+/// are written once, in `collector/src/operations.rs` (validation, store
+/// call, audit entry), so no front end can skip the audit or check less.
+/// The store methods that make them are called from there and nowhere else.
+const CHANGES_WRITTEN_ONCE: &[&str] = &[
+    ".revoke_device(",
+    ".create_enrollment_secret(",
+    "secrets::generate(\"pls\")",
+];
+
+#[test]
+fn revoking_a_device_and_creating_a_secret_are_written_once() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector/src");
+    let mut files = Vec::new();
+    collect_rs(&root, &mut files);
+    let mut callers = Vec::new();
+    for path in files {
+        let name = path
+            .strip_prefix(&root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        if name.starts_with("store/") || name.ends_with("/tests.rs") {
+            continue; // the store defines them and tests them
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for call in CHANGES_WRITTEN_ONCE {
+            if text.contains(call) {
+                callers.push(format!("{name}: {call}"));
+            }
+        }
+    }
+    callers.sort();
+    assert_eq!(
+        callers,
+        [
+            "operations.rs: .create_enrollment_secret(",
+            "operations.rs: .revoke_device(",
+            "operations.rs: secrets::generate(\"pls\")",
+        ],
+        "these changes must go through collector/src/operations.rs"
+    );
+}

@@ -138,6 +138,13 @@ pub struct LatestVerdict {
     pub report_sequence: u64,
 }
 
+/// One device row by id, in the column order `rows::device_from_row` reads.
+pub(super) const DEVICE_BY_ID: &str = "SELECT id, hostname, os_name, os_version, kernel_version, \
+     arch, agent_version, policy_id, policy_version, enrollment_secret_id, enrolled_at, \
+     last_seen_at, revoked_at, last_sequence, last_digest, sequence_gap, chain_broken, \
+     console_user \
+     FROM devices WHERE id = $1";
+
 impl Store {
     pub async fn create_enrollment_secret(
         &self,
@@ -299,16 +306,10 @@ impl Store {
     }
 
     pub async fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>, StoreError> {
-        let row = stmt(
-            "SELECT id, hostname, os_name, os_version, kernel_version, arch, agent_version, \
-                    policy_id, policy_version, enrollment_secret_id, enrolled_at, last_seen_at, \
-                    revoked_at, last_sequence, last_digest, sequence_gap, chain_broken, \
-                    console_user \
-             FROM devices WHERE id = $1",
-        )
-        .bind(device_id)
-        .read_optional(&self.pools)
-        .await?;
+        let row = stmt(DEVICE_BY_ID)
+            .bind(device_id)
+            .read_optional(&self.pools)
+            .await?;
         row.as_ref().map(device_from_row).transpose()
     }
 

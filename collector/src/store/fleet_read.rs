@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::devices::DEVICE_BY_ID;
 use super::engine::{Stmt, stmt, stmt_from};
 use super::rows::*;
 use super::*;
@@ -53,16 +54,10 @@ impl Store {
         history: u32,
     ) -> Result<Option<DeviceDetail>, StoreError> {
         let mut tx = self.pools.begin_snapshot().await?;
-        let row = stmt(
-            "SELECT id, hostname, os_name, os_version, kernel_version, arch, agent_version, \
-                    policy_id, policy_version, enrollment_secret_id, enrolled_at, last_seen_at, \
-                    revoked_at, last_sequence, last_digest, sequence_gap, chain_broken, \
-                    console_user \
-             FROM devices WHERE id = $1",
-        )
-        .bind(device_id)
-        .fetch_optional(&mut tx)
-        .await?;
+        let row = stmt(DEVICE_BY_ID)
+            .bind(device_id)
+            .fetch_optional(&mut tx)
+            .await?;
         let Some(row) = row else {
             tx.commit().await?;
             return Ok(None);

@@ -23,6 +23,7 @@ use super::bodies::{
 };
 use super::{bad_parameter, parse_bool, parse_in_range, parse_instant, parse_rule, query_refusal};
 use crate::app::AppState;
+use crate::operations::{self, OperationError};
 use crate::server::error::ApiError;
 use crate::store::{
     DeviceQuery, DeviceSort, DeviceStatus, MAX_DEVICES_PER_PAGE, RuleFilter, parse_check_status,
@@ -314,50 +315,16 @@ pub async fn revoke(
     State(state): State<AppState>,
     Path(device_id): Path<String>,
 ) -> Result<Json<RevokedBody>, ApiError> {
-    let store_failed =
-        |err: crate::store::StoreError| ApiError::internal("revoking a device failed", &err);
-    let device = state
-        .store
-        .device(&device_id)
+    let revoked = operations::revoke_device(&state.store, &caller.actor(), &device_id)
         .await
-        .map_err(store_failed)?
-        .ok_or_else(|| no_such_device(&device_id))?;
-    if let Some(revoked_at) = device.revoked_at {
-        return Ok(Json(RevokedBody {
-            device_id,
-            revoked_at,
-        }));
-    }
-    let now = Utc::now();
-    if !state
-        .store
-        .revoke_device(&device_id, now)
-        .await
-        .map_err(store_failed)?
-    {
-        return Err(no_such_device(&device_id));
-    }
-    super::record(
-        &state,
-        &caller,
-        "device.revoke",
-        &device_id,
-        serde_json::json!({ "hostname": device.hostname }),
-    )
-    .await?;
-    tracing::info!(device = %device_id, actor = %caller.actor(), "device revoked");
-    // Another admin may have revoked it a moment earlier: answer the time
-    // that was kept.
-    let revoked_at = state
-        .store
-        .device(&device_id)
-        .await
-        .map_err(store_failed)?
-        .and_then(|d| d.revoked_at)
-        .unwrap_or(now);
+        .map_err(|err| match err {
+            OperationError::NoSuchDevice(id) => no_such_device(&id),
+            OperationError::Store(err) => ApiError::internal("revoking a device failed", &err),
+            other => ApiError::internal("revoking a device failed", &other),
+        })?;
     Ok(Json(RevokedBody {
-        device_id,
-        revoked_at,
+        device_id: revoked.device_id,
+        revoked_at: revoked.revoked_at,
     }))
 }
 

@@ -13,15 +13,12 @@ use super::bodies::{
 };
 use super::{bad_field, json_refusal};
 use crate::app::AppState;
-use crate::secrets;
+use crate::operations::{self, NewSecret, OperationError};
 use crate::server::error::ApiError;
-use crate::store::{EnrollmentSecretInfo, NewEnrollmentSecret};
 
 /// Ten years: a secret meant to outlive the laptops it enrolls is a
 /// mistake; "never expires" is said by leaving the field out.
 const MAX_EXPIRES_IN_SECONDS: u64 = 10 * 365 * 86_400;
-/// A label is a note, not a document.
-const MAX_LABEL_CHARS: usize = 200;
 
 /// Every enrollment secret, newest first (never the secrets themselves).
 #[utoipa::path(
@@ -69,23 +66,10 @@ pub async fn create(
     request: Result<Json<NewSecretRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedSecretBody>), ApiError> {
     let Json(request) = request.map_err(|r| json_refusal(&r))?;
-    if request.uses == Some(0) {
-        return Err(bad_field(
-            "uses",
-            "must be at least 1 (leave it out for unlimited)",
-        ));
-    }
-    if request.label.chars().count() > MAX_LABEL_CHARS {
-        return Err(bad_field(
-            "label",
-            format!("longer than {MAX_LABEL_CHARS} characters"),
-        ));
-    }
-    let now = Utc::now();
     let expires_at = match request.expires_in_seconds {
         None => None,
         Some(seconds) if (1..=MAX_EXPIRES_IN_SECONDS).contains(&seconds) => {
-            Some(now + TimeDelta::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1000)))
+            Some(Utc::now() + TimeDelta::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1000)))
         }
         Some(_) => {
             return Err(bad_field(
@@ -94,51 +78,25 @@ pub async fn create(
             ));
         }
     };
-    let secret = secrets::generate("pls");
-    let actor = caller.actor();
-    let new = NewEnrollmentSecret {
-        id: secret.id.clone(),
-        secret_hash: secret.hash,
-        label: request.label.clone(),
-        max_uses: request.uses,
-        expires_at,
-        created_at: now,
-        created_by: actor.clone(),
-    };
-    state
-        .store
-        .create_enrollment_secret(&new)
-        .await
-        .map_err(|err| ApiError::internal("creating a secret failed", &err))?;
-    super::record(
-        &state,
-        &caller,
-        "secret.create",
-        &secret.id,
-        serde_json::json!({
-            "label": request.label,
-            "max_uses": request.uses,
-            "expires_at": expires_at,
-        }),
+    let created = operations::create_enrollment_secret(
+        &state.store,
+        &caller.actor(),
+        NewSecret {
+            label: request.label,
+            max_uses: request.uses,
+            expires_at,
+        },
     )
-    .await?;
-    tracing::info!(secret_id = %secret.id, actor = %actor, "enrollment secret created");
-    let info = EnrollmentSecretInfo {
-        id: secret.id,
-        label: request.label,
-        max_uses: request.uses,
-        uses: 0,
-        // As stored: whole milliseconds.
-        expires_at: expires_at
-            .and_then(|t| chrono::DateTime::from_timestamp_millis(t.timestamp_millis())),
-        created_at: chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now),
-        created_by: actor,
-    };
+    .await
+    .map_err(|err| match err {
+        OperationError::Invalid { field, problem } => bad_field(field, problem),
+        other => ApiError::internal("creating a secret failed", &other),
+    })?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedSecretBody {
-            secret: secret.text,
-            info: info.into(),
+            secret: created.text,
+            info: created.info.into(),
         }),
     ))
 }

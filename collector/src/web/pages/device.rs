@@ -14,8 +14,9 @@ use maud::html;
 use palisade_shared::{Envelope, Report};
 
 use crate::app::AppState;
+use crate::operations::{self, OperationError};
 use crate::store::{DeviceDetail, ReportHistoryEntry};
-use crate::web::auth::{CsrfForm, Session, audit, form_refusal};
+use crate::web::auth::{CsrfForm, Session, form_refusal};
 use crate::web::layout::{self, Nav, csrf_field, status_badge};
 use crate::web::{PageError, format_optional_time, format_time, html_response};
 
@@ -234,33 +235,15 @@ pub async fn revoke(
 ) -> Result<Response, PageError> {
     let Form(form) = form.map_err(|r| form_refusal(&r))?;
     session.authorise_change(form.csrf.as_deref())?;
-    let failed =
-        |err: crate::store::StoreError| PageError::unavailable("revoking the device failed", &err);
-    let device = state
-        .store
-        .device(&device_id)
+    operations::revoke_device(&state.store, &session.actor(), &device_id)
         .await
-        .map_err(failed)?
-        .ok_or_else(|| no_such_device(&device_id))?;
-    if device.revoked_at.is_none() {
-        if !state
-            .store
-            .revoke_device(&device_id, Utc::now())
-            .await
-            .map_err(failed)?
-        {
-            return Err(no_such_device(&device_id));
-        }
-        audit(
-            &state,
-            &session.actor(),
-            "device.revoke",
-            &device_id,
-            serde_json::json!({ "hostname": device.hostname }),
-        )
-        .await?;
-        tracing::info!(device = %device_id, actor = %session.actor(), "device revoked");
-    }
+        .map_err(|err| match err {
+            OperationError::NoSuchDevice(id) => no_such_device(&id),
+            OperationError::Store(err) => {
+                PageError::unavailable("revoking the device failed", &err)
+            }
+            other => PageError::unavailable(&other.to_string(), &other),
+        })?;
     Ok(Redirect::to(&format!("/devices/{device_id}")).into_response())
 }
 

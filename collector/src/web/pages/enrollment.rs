@@ -13,15 +13,13 @@ use serde::Deserialize;
 
 use super::non_empty;
 use crate::app::AppState;
-use crate::secrets;
-use crate::store::NewEnrollmentSecret;
-use crate::web::auth::{Session, audit, form_refusal};
+use crate::operations::{self, MAX_SECRET_LABEL_CHARS, NewSecret, OperationError};
+use crate::web::auth::{Session, form_refusal};
 use crate::web::layout::{self, Nav, csrf_field};
 use crate::web::{PageError, format_optional_time, format_time, html_response};
 
 /// The same limits as the admin API: ten years at most, labels are notes.
 const MAX_EXPIRES_DAYS: u32 = 3650;
-const MAX_LABEL_CHARS: usize = 200;
 
 #[derive(Debug, Deserialize)]
 pub struct NewSecretForm {
@@ -88,15 +86,12 @@ async fn render(
     ))
 }
 
-/// A valid form's label, uses and expiry.
-type NewSecretFields = (String, Option<u32>, Option<chrono::DateTime<Utc>>);
-
-/// The form's label, uses and expiry, or what is wrong with them.
-fn validate(form: &NewSecretForm, now: chrono::DateTime<Utc>) -> Result<NewSecretFields, String> {
+/// The form as a new secret, or what is wrong with it, said for the form.
+fn validate(form: &NewSecretForm, now: chrono::DateTime<Utc>) -> Result<NewSecret, String> {
     let label = non_empty(&form.label).unwrap_or("").to_owned();
-    if label.chars().count() > MAX_LABEL_CHARS {
+    if label.chars().count() > MAX_SECRET_LABEL_CHARS {
         return Err(format!(
-            "The label is longer than {MAX_LABEL_CHARS} characters."
+            "The label is longer than {MAX_SECRET_LABEL_CHARS} characters."
         ));
     }
     let uses = match non_empty(&form.uses).map(str::parse::<u32>) {
@@ -120,7 +115,11 @@ fn validate(form: &NewSecretForm, now: chrono::DateTime<Utc>) -> Result<NewSecre
             ));
         }
     };
-    Ok((label, uses, expires_at))
+    Ok(NewSecret {
+        label,
+        max_uses: uses,
+        expires_at,
+    })
 }
 
 pub async fn create(
@@ -131,40 +130,26 @@ pub async fn create(
     let Form(form) = form.map_err(|r| form_refusal(&r))?;
     session.authorise_change(form.csrf.as_deref())?;
     let now = Utc::now();
-    let (label, uses, expires_at) = match validate(&form, now) {
-        Ok(valid) => valid,
-        Err(message) => {
-            let notice = html! { p class="error" role="alert" { (message) } };
-            return render(&session, &state, StatusCode::BAD_REQUEST, Some(notice)).await;
-        }
+    let refused = |message: String| {
+        let notice = html! { p class="error" role="alert" { (message) } };
+        render(&session, &state, StatusCode::BAD_REQUEST, Some(notice))
     };
-    let secret = secrets::generate("pls");
-    state
-        .store
-        .create_enrollment_secret(&NewEnrollmentSecret {
-            id: secret.id.clone(),
-            secret_hash: secret.hash,
-            label: label.clone(),
-            max_uses: uses,
-            expires_at,
-            created_at: now,
-            created_by: session.actor(),
-        })
-        .await
-        .map_err(|err| PageError::unavailable("creating the secret failed", &err))?;
-    audit(
-        &state,
-        &session.actor(),
-        "secret.create",
-        &secret.id,
-        serde_json::json!({ "label": label, "max_uses": uses, "expires_at": expires_at }),
-    )
-    .await?;
-    tracing::info!(secret_id = %secret.id, actor = %session.actor(), "enrollment secret created");
+    let request = match validate(&form, now) {
+        Ok(valid) => valid,
+        Err(message) => return refused(message).await,
+    };
+    let secret =
+        match operations::create_enrollment_secret(&state.store, &session.actor(), request).await {
+            Ok(created) => created,
+            Err(OperationError::Invalid { field, problem }) => {
+                return refused(format!("{field}: {problem}")).await;
+            }
+            Err(other) => return Err(PageError::unavailable("creating the secret failed", &other)),
+        };
     // Shown here once: the collector keeps only its hash.
     let notice = html! {
         section id="new-secret-shown" class="notice" {
-            p { "New enrollment secret " code { (secret.id) } ". Copy it now: it is shown only once." }
+            p { "New enrollment secret " code { (secret.info.id) } ". Copy it now: it is shown only once." }
             pre id="secret-value" { (secret.text) }
         }
     };
