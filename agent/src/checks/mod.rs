@@ -30,7 +30,6 @@ pub mod screen_lock;
 pub mod usb_storage;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
 use std::time::Instant;
 
 use palisade_shared::Policy;
@@ -40,7 +39,7 @@ use palisade_shared::report::{CheckResult, CheckStatus, Event};
 use serde_json::{Map, Value};
 
 use crate::enforce::plan::Plan;
-use crate::sys::Host;
+use crate::sys::{Host, Uevent};
 
 /// A rule's decision about the facts.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,14 +160,15 @@ pub trait Rule: Sync {
         None
     }
 
-    /// A device appeared (a USB `add` uevent; `sysfs_device` is its sysfs
-    /// path): a rule about devices acts at once, when its policy enforces,
-    /// and returns the event to report.
-    fn on_device_added(
+    /// The kernel announced a device change: a rule about devices decides
+    /// whether it is one to act on, acts at once when its policy enforces
+    /// (before anything can mount a new disk), and returns the event to
+    /// report.
+    fn on_device_event(
         &self,
         _host: &Host,
         _policy: &Policy,
-        _sysfs_device: &Path,
+        _uevent: &Uevent,
     ) -> anyhow::Result<Option<Event>> {
         Ok(None)
     }
@@ -204,12 +204,12 @@ pub trait RegisteredRule: Sync {
     fn why_it_matters(&self) -> &'static str;
     /// See [`Rule::settings_panel`].
     fn settings_panel(&self) -> Option<&'static [&'static str]>;
-    /// See [`Rule::on_device_added`].
-    fn on_device_added(
+    /// See [`Rule::on_device_event`].
+    fn on_device_event(
         &self,
         host: &Host,
         policy: &Policy,
-        sysfs_device: &Path,
+        uevent: &Uevent,
     ) -> anyhow::Result<Option<Event>>;
     /// See [`Rule::sweep_devices`].
     fn sweep_devices(&self, host: &Host, policy: &Policy) -> anyhow::Result<Vec<Event>>;
@@ -258,13 +258,13 @@ impl<R: Rule> RegisteredRule for R {
         Rule::settings_panel(self)
     }
 
-    fn on_device_added(
+    fn on_device_event(
         &self,
         host: &Host,
         policy: &Policy,
-        sysfs_device: &Path,
+        uevent: &Uevent,
     ) -> anyhow::Result<Option<Event>> {
-        Rule::on_device_added(self, host, policy, sysfs_device)
+        Rule::on_device_event(self, host, policy, uevent)
     }
 
     fn sweep_devices(&self, host: &Host, policy: &Policy) -> anyhow::Result<Vec<Event>> {
@@ -351,15 +351,16 @@ pub fn rule_settings(policy: &Policy, id: &str) -> Option<RuleSettings> {
     find_rule(id)?.settings(policy)
 }
 
-/// Tells the rules a device appeared (see [`Rule::on_device_added`]):
-/// the first event a rule returns, or the first error.
-pub fn on_device_added(
+/// Tells the rules the kernel announced a device change (see
+/// [`Rule::on_device_event`]): the first event a rule returns, or the first
+/// error.
+pub fn on_device_event(
     host: &Host,
     policy: &Policy,
-    sysfs_device: &Path,
+    uevent: &Uevent,
 ) -> anyhow::Result<Option<Event>> {
     for rule in REGISTRY {
-        if let Some(event) = rule.on_device_added(host, policy, sysfs_device)? {
+        if let Some(event) = rule.on_device_event(host, policy, uevent)? {
             return Ok(Some(event));
         }
     }

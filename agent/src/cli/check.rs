@@ -18,7 +18,7 @@ pub struct CheckArgs {
     /// Print the report document (JSON, the shared schema, unsigned) instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Run only this rule (screen_lock, disk_encryption, password_policy, usb_storage).
+    /// Run only this rule (its id, as `check` prints it; an unknown id lists the known ones).
     #[arg(long, value_name = "ID")]
     pub rule: Option<String>,
     /// Use this policy file instead of the built-in baseline.

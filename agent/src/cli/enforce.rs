@@ -22,7 +22,7 @@ use crate::sys::Host;
 
 #[derive(Debug, Args)]
 pub struct EnforceArgs {
-    /// Enforce only this rule (screen_lock, disk_encryption, password_policy, usb_storage).
+    /// Enforce only this rule (its id, as `check` prints it; an unknown id lists the known ones).
     #[arg(long, value_name = "ID")]
     pub rule: Option<String>,
     /// Print what would change and change nothing.

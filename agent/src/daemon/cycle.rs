@@ -17,6 +17,7 @@ use crate::checks::run_checks;
 use crate::enforce::{EnforceContext, enforce_failing};
 use crate::identity::Identity;
 use crate::spool::Spool;
+use crate::status::StatusBoard;
 use crate::sys::Host;
 
 /// What a cycle produced.
@@ -98,4 +99,74 @@ pub fn run_cycle(
         results,
         enforced,
     })
+}
+
+/// What every check cycle needs that does not change between cycles.
+pub(super) struct Cycles {
+    pub(super) host: Host,
+    pub(super) identity: Identity,
+    pub(super) device_id: DeviceId,
+    pub(super) spool: Arc<Mutex<Spool>>,
+    pub(super) board: StatusBoard,
+}
+
+impl Cycles {
+    /// Runs one check cycle off the async threads (probes block) and puts
+    /// its verdicts on the board; `true` when it spooled a report.
+    pub(super) async fn run(
+        &self,
+        policy: &Policy,
+        deadlines: &mut Deadlines,
+        state_dir: &std::path::Path,
+        events: Vec<Event>,
+    ) -> bool {
+        let (host, policy, spool, device_id) = (
+            self.host.clone(),
+            policy.clone(),
+            Arc::clone(&self.spool),
+            self.device_id.clone(),
+        );
+        let identity = Identity {
+            key: self.identity.key.clone(),
+            store: self.identity.store.clone(),
+        };
+        let board = self.board.clone();
+        let mut cycle_deadlines = deadlines.clone();
+        let state_dir = state_dir.to_path_buf();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let inputs = CycleInputs {
+                host: &host,
+                policy: &policy,
+                identity: &identity,
+                device_id: &device_id,
+                spool: &spool,
+                state_dir: &state_dir,
+            };
+            let outcome = run_cycle(inputs, &mut cycle_deadlines, events);
+            if let Ok(spool) = spool.lock() {
+                board.set_spool(&spool);
+            }
+            (outcome, cycle_deadlines)
+        })
+        .await;
+        match outcome {
+            Ok((Ok(outcome), updated)) => {
+                *deadlines = updated;
+                self.board.set_cycle(Utc::now(), outcome.results.clone());
+                for event in outcome.enforced {
+                    self.board.record_event(event);
+                }
+                tracing::info!(sequence = outcome.sequence, failing = ?outcome.failing, "check cycle spooled a report");
+                true
+            }
+            Ok((Err(err), _)) => {
+                tracing::error!(error = %format!("{err:#}"), "check cycle failed");
+                false
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "check cycle task failed");
+                false
+            }
+        }
+    }
 }

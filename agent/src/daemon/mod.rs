@@ -22,6 +22,7 @@ pub mod deadlines;
 pub mod enroll;
 pub mod http;
 pub mod policy;
+mod reload;
 pub mod sender;
 pub mod triggers;
 
@@ -30,7 +31,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use chrono::Utc;
-use palisade_shared::policy::UsbStorageMode;
 use palisade_shared::report::Event;
 use palisade_shared::{DeviceId, Policy};
 use tokio::sync::{Notify, mpsc, watch};
@@ -40,6 +40,8 @@ use crate::identity::{Enrollment, Identity, KeyStore};
 use crate::spool::Spool;
 use crate::status::{self, AgentStatus, ChangeRequest, StatusBoard};
 use crate::sys::Host;
+use cycle::Cycles;
+use reload::{delivery_changed, reload};
 use triggers::Trigger;
 
 /// The environment variable a silent installer may set instead of
@@ -56,25 +58,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let mut config = config;
-    crate::durable::create_dir_private(&config.state_dir).with_context(|| {
-        format!(
-            "cannot create the state directory {}",
-            config.state_dir.display()
-        )
-    })?;
-    crate::durable::remove_stale_temp_files(&config.state_dir)
-        .with_context(|| format!("cannot clean {}", config.state_dir.display()))?;
-    let identity = Identity::load_or_create(KeyStore::for_this_os(&config.state_dir))?;
-    tracing::info!(key_id = %identity.key_id(), store = %identity.store, "device identity ready");
-
-    let spool =
-        Spool::open(&config.spool_dir(), config.spool_limits()).context("cannot open the spool")?;
-    if !spool.recovery().is_clean() {
-        tracing::warn!(recovery = ?spool.recovery(), "repaired the spool after an interrupted run");
-    }
-    let board = StatusBoard::new(AgentStatus::starting(&identity, Utc::now()));
-    board.set_spool(&spool);
-    let spool = Arc::new(Mutex::new(spool));
+    let (identity, spool, board) = open_state(&config)?;
     let client = http::client(&config)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -87,19 +71,7 @@ pub async fn run(
     // collector is queued (bounded) and looked at after enrollment.
     let (trigger_tx, mut trigger_rx) = mpsc::channel::<Trigger>(triggers::CHANNEL_CAPACITY);
     let mut file_watch = start_file_watch(&host, &source, trigger_tx.clone());
-    let senders = if host.is_live_system() {
-        triggers::UeventSenders::KernelOnly
-    } else {
-        triggers::UeventSenders::AnyRootProcess
-    };
-    let uevent_listener = match triggers::listen_uevents(trigger_tx.clone(), senders) {
-        Ok(listener) => Some(listener),
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot listen to device events; USB and disk changes are seen at the next interval");
-            None
-        }
-    };
-    drop(trigger_tx);
+    let uevent_listener = start_uevent_listener(&host, trigger_tx);
 
     let mut shutdown = std::pin::pin!(shutdown);
     let enrollment = tokio::select! {
@@ -124,43 +96,30 @@ pub async fn run(
     // reloaded config replaces it through `senders`.
     let wake = Arc::new(Notify::new());
     let reports_url = enroll::endpoint(&collector, "api/v1/reports")?;
-    let (senders, mut sender_rx) = watch::channel(sender::Sender::new(
-        client.clone(),
-        reports_url.clone(),
-        config.backoff_max(),
-        config.backlog_reports_per_second,
-        board.clone(),
-    ));
-    let sender_task = {
-        let (spool, wake, mut stop) = (Arc::clone(&spool), Arc::clone(&wake), stop_rx.clone());
-        tokio::spawn(async move {
-            loop {
-                let sender = sender_rx.borrow_and_update().clone();
-                // New delivery settings interrupt a drain (even one waiting
-                // out a long backoff); an interrupted POST is safe, since a
-                // report leaves the spool only after its 2xx and the
-                // collector acknowledges a duplicate again.
-                tokio::select! {
-                    () = sender.drain(&spool, &mut stop) => {}
-                    _ = sender_rx.changed() => continue,
-                }
-                if *stop.borrow() {
-                    return;
-                }
-                tokio::select! {
-                    () = wake.notified() => {}
-                    _ = sender_rx.changed() => {}
-                    _ = stop.changed() => return,
-                }
-            }
-        })
+    let delivery = Delivery {
+        reports_url,
+        board: board.clone(),
     };
+    let (senders, sender_rx) = watch::channel(delivery.sender(&config, client.clone()));
+    let sender_task = spawn_sender(
+        Arc::clone(&spool),
+        Arc::clone(&wake),
+        stop_rx.clone(),
+        sender_rx,
+    );
 
     let mut current = policy::load_last_good(&config.state_dir, Some(&pinned));
     tracing::info!(policy = %current.policy.id, version = current.policy.version, source = current.source, "policy loaded");
     board.set_policy(&current);
+    let cycles = Cycles {
+        host: host.clone(),
+        identity,
+        device_id,
+        spool: Arc::clone(&spool),
+        board: board.clone(),
+    };
     let mut deadlines = deadlines::Deadlines::load(&config.state_dir);
-    let mut pending_events = sweep_usb(&host, &current.policy).await;
+    let mut pending_events = sweep_devices(&host, &current.policy).await;
     for event in &pending_events {
         board.record_event(event.clone());
     }
@@ -175,25 +134,9 @@ pub async fn run(
                 ticker.reset();
             }
             Some(first) = trigger_rx.recv() => {
-                // Collect the rest of the burst: triggers keep coming until
-                // none has for DEBOUNCE (the quiet period is the point: one
-                // cycle per burst). A USB stick is stopped as its event
-                // arrives, not after the burst.
-                let mut burst: Vec<Trigger> = Vec::new();
-                let mut next = Some(first);
-                while let Some(trigger) = next {
-                    if let Some(event) = enforce_usb_now(&host, &current.policy, &trigger).await {
-                        board.record_event(event.clone());
-                        events.push(event);
-                    }
-                    if !burst.contains(&trigger) {
-                        burst.push(trigger);
-                    }
-                    next = tokio::time::timeout(triggers::DEBOUNCE, trigger_rx.recv())
-                        .await
-                        .ok()
-                        .flatten();
-                }
+                let burst =
+                    collect_burst(first, &mut trigger_rx, &host, &current.policy, &board, &mut events)
+                        .await;
                 if burst.contains(&Trigger::ConfigChanged) {
                     if let Some(new) = reload(&source, &config) {
                         if new.interval_seconds != config.interval_seconds {
@@ -202,27 +145,7 @@ pub async fn run(
                                 new.interval(),
                             );
                         }
-                        if new.spool_limits() != config.spool_limits() {
-                            // Applied at the next append, which drops (and
-                            // counts) what no longer fits.
-                            if let Ok(mut spool) = spool.lock() {
-                                spool.set_limits(new.spool_limits());
-                            }
-                        }
-                        if delivery_changed(&config, &new) {
-                            match http::client(&new) {
-                                Ok(client) => {
-                                    let _ = senders.send(sender::Sender::new(
-                                        client,
-                                        reports_url.clone(),
-                                        new.backoff_max(),
-                                        new.backlog_reports_per_second,
-                                        board.clone(),
-                                    ));
-                                }
-                                Err(err) => tracing::error!(error = %format!("{err:#}"), "cannot apply the new delivery settings; keeping the old ones"),
-                            }
-                        }
+                        delivery.apply(&config, &new, &spool, &senders);
                         config = new;
                     }
                 }
@@ -253,51 +176,11 @@ pub async fn run(
                 tracing::warn!(error = %err, "cannot fetch the policy; keeping the one in force")
             }
         }
-        let outcome = {
-            let (host, policy, spool, device_id) = (
-                host.clone(),
-                current.policy.clone(),
-                Arc::clone(&spool),
-                device_id.clone(),
-            );
-            let identity_key = identity.key.clone();
-            let store = identity.store.clone();
-            let board = board.clone();
-            let mut cycle_deadlines = deadlines.clone();
-            let state_dir = config.state_dir.clone();
-            tokio::task::spawn_blocking(move || {
-                let identity = Identity {
-                    key: identity_key,
-                    store,
-                };
-                let inputs = cycle::CycleInputs {
-                    host: &host,
-                    policy: &policy,
-                    identity: &identity,
-                    device_id: &device_id,
-                    spool: &spool,
-                    state_dir: &state_dir,
-                };
-                let outcome = cycle::run_cycle(inputs, &mut cycle_deadlines, events);
-                if let Ok(spool) = spool.lock() {
-                    board.set_spool(&spool);
-                }
-                (outcome, cycle_deadlines)
-            })
+        if cycles
+            .run(&current.policy, &mut deadlines, &config.state_dir, events)
             .await
-        };
-        match outcome {
-            Ok((Ok(outcome), updated)) => {
-                deadlines = updated;
-                board.set_cycle(Utc::now(), outcome.results.clone());
-                for event in outcome.enforced {
-                    board.record_event(event);
-                }
-                tracing::info!(sequence = outcome.sequence, failing = ?outcome.failing, "check cycle spooled a report");
-                wake.notify_one();
-            }
-            Ok((Err(err), _)) => tracing::error!(error = %format!("{err:#}"), "check cycle failed"),
-            Err(err) => tracing::error!(error = %err, "check cycle task failed"),
+        {
+            wake.notify_one();
         }
     }
     tracing::info!("stopping: the spool keeps whatever is not yet delivered");
@@ -309,6 +192,155 @@ pub async fn run(
         let _ = task.await;
     }
     Ok(())
+}
+
+/// Prepares the state directory and opens what lives in it: the device
+/// identity, the spool (repairing what a crash left) and the status board.
+fn open_state(config: &AgentConfig) -> anyhow::Result<(Identity, Arc<Mutex<Spool>>, StatusBoard)> {
+    crate::durable::create_dir_private(&config.state_dir).with_context(|| {
+        format!(
+            "cannot create the state directory {}",
+            config.state_dir.display()
+        )
+    })?;
+    crate::durable::remove_stale_temp_files(&config.state_dir)
+        .with_context(|| format!("cannot clean {}", config.state_dir.display()))?;
+    let identity = Identity::load_or_create(KeyStore::for_this_os(&config.state_dir))?;
+    tracing::info!(key_id = %identity.key_id(), store = %identity.store, "device identity ready");
+
+    let spool =
+        Spool::open(&config.spool_dir(), config.spool_limits()).context("cannot open the spool")?;
+    if !spool.recovery().is_clean() {
+        tracing::warn!(recovery = ?spool.recovery(), "repaired the spool after an interrupted run");
+    }
+    let board = StatusBoard::new(AgentStatus::starting(&identity, Utc::now()));
+    board.set_spool(&spool);
+    Ok((identity, Arc::new(Mutex::new(spool)), board))
+}
+
+/// Listens to kernel device events. One that cannot start is logged, not
+/// fatal: device changes are then seen at the next interval.
+fn start_uevent_listener(
+    host: &Host,
+    triggers: mpsc::Sender<Trigger>,
+) -> Option<triggers::UeventListener> {
+    let senders = if host.is_live_system() {
+        triggers::UeventSenders::KernelOnly
+    } else {
+        triggers::UeventSenders::AnyRootProcess
+    };
+    match triggers::listen_uevents(triggers, senders) {
+        Ok(listener) => Some(listener),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen to device events; USB and disk changes are seen at the next interval");
+            None
+        }
+    }
+}
+
+/// Collects the rest of a burst of triggers: they keep coming until none
+/// has for [`triggers::DEBOUNCE`] (the quiet period is the point: one cycle
+/// per burst). A device event is acted on as it arrives, not after the
+/// burst, and the events the rules return join `events`.
+async fn collect_burst(
+    first: Trigger,
+    trigger_rx: &mut mpsc::Receiver<Trigger>,
+    host: &Host,
+    policy: &Policy,
+    board: &StatusBoard,
+    events: &mut Vec<Event>,
+) -> Vec<Trigger> {
+    let mut burst: Vec<Trigger> = Vec::new();
+    let mut next = Some(first);
+    while let Some(trigger) = next {
+        if let Some(event) = act_on_device_event(host, policy, &trigger).await {
+            board.record_event(event.clone());
+            events.push(event);
+        }
+        if !burst.contains(&trigger) {
+            burst.push(trigger);
+        }
+        next = tokio::time::timeout(triggers::DEBOUNCE, trigger_rx.recv())
+            .await
+            .ok()
+            .flatten();
+    }
+    burst
+}
+
+/// Where reports go, and what a sender is built from.
+struct Delivery {
+    reports_url: url::Url,
+    board: StatusBoard,
+}
+
+impl Delivery {
+    fn sender(&self, config: &AgentConfig, client: reqwest::Client) -> sender::Sender {
+        sender::Sender::new(
+            client,
+            self.reports_url.clone(),
+            config.backoff_max(),
+            config.backlog_reports_per_second,
+            self.board.clone(),
+        )
+    }
+
+    /// Applies a reloaded config's spool bounds and delivery settings.
+    fn apply(
+        &self,
+        old: &AgentConfig,
+        new: &AgentConfig,
+        spool: &Mutex<Spool>,
+        senders: &watch::Sender<sender::Sender>,
+    ) {
+        if new.spool_limits() != old.spool_limits() {
+            // Applied at the next append, which drops (and counts) what no
+            // longer fits.
+            if let Ok(mut spool) = spool.lock() {
+                spool.set_limits(new.spool_limits());
+            }
+        }
+        if delivery_changed(old, new) {
+            match http::client(new) {
+                Ok(client) => {
+                    let _ = senders.send(self.sender(new, client));
+                }
+                Err(err) => {
+                    tracing::error!(error = %format!("{err:#}"), "cannot apply the new delivery settings; keeping the old ones")
+                }
+            }
+        }
+    }
+}
+
+/// Runs the sender until `stop`: drains the spool, then waits to be woken.
+fn spawn_sender(
+    spool: Arc<Mutex<Spool>>,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+    mut sender_rx: watch::Receiver<sender::Sender>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let sender = sender_rx.borrow_and_update().clone();
+            // New delivery settings interrupt a drain (even one waiting out
+            // a long backoff); an interrupted POST is safe, since a report
+            // leaves the spool only after its 2xx and the collector
+            // acknowledges a duplicate again.
+            tokio::select! {
+                () = sender.drain(&spool, &mut stop) => {}
+                _ = sender_rx.changed() => continue,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                () = wake.notified() => {}
+                _ = sender_rx.changed() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    })
 }
 
 /// Starts watching the rules' files and the config file. A watcher that
@@ -338,123 +370,50 @@ fn start_file_watch(
     }
 }
 
-/// Blocks (or write-protects) a USB storage device the moment the kernel
-/// announces it, when the policy enforces usb_storage: before anything can
-/// mount it. The event goes into the next report and to the nudge helper.
-async fn enforce_usb_now(host: &Host, policy: &Policy, trigger: &Trigger) -> Option<Event> {
+/// Hands a kernel device event to the rules the moment it arrives (a USB
+/// stick is stopped before anything can mount it, when the policy
+/// enforces). The event a rule returns goes into the next report and to the
+/// nudge helper.
+async fn act_on_device_event(host: &Host, policy: &Policy, trigger: &Trigger) -> Option<Event> {
     let Trigger::Device(uevent) = trigger else {
         return None;
     };
-    // In read_only mode the disk appears after the USB device, so the
-    // disk's own add event is the moment to act.
-    let read_only = policy
-        .usb_storage
-        .as_ref()
-        .is_some_and(|usb| usb.storage == UsbStorageMode::ReadOnly);
-    let usb_disk_added =
-        uevent.action == "add" && uevent.subsystem == "block" && uevent.devpath.contains("/usb");
-    let path = if uevent.is_usb_device_added() {
-        uevent.sysfs_path()
-    } else if read_only && usb_disk_added {
-        // `.../usb2/2-1/2-1:1.0/host0/target0:0:0/0:0:0:0/block/sda`: the
-        // USB interface is the part before the SCSI host.
-        let sysfs = uevent.sysfs_path();
-        match sysfs.split_once("/host") {
-            Some((interface, _)) => interface.to_owned(),
-            None => return None,
-        }
-    } else {
-        return None;
-    };
-    let (host, policy) = (host.clone(), policy.clone());
-    let outcome = tokio::task::spawn_blocking(move || {
-        crate::checks::on_device_added(&host, &policy, std::path::Path::new(&path))
-    })
-    .await;
+    let (host, policy, event) = (host.clone(), policy.clone(), uevent.clone());
+    let outcome =
+        tokio::task::spawn_blocking(move || crate::checks::on_device_event(&host, &policy, &event))
+            .await;
     match outcome {
         Ok(Ok(Some(event))) => {
-            tracing::warn!(device = %uevent.devpath, details = ?event.details, "blocked a USB storage device the policy does not allow");
+            tracing::warn!(device = %uevent.devpath, details = ?event.details, "acted on a device the policy does not allow");
             Some(event)
         }
         Ok(Ok(None)) => None,
         Ok(Err(err)) => {
-            tracing::error!(device = %uevent.devpath, error = %format!("{err:#}"), "cannot enforce the USB storage rule on a new device");
+            tracing::error!(device = %uevent.devpath, error = %format!("{err:#}"), "cannot apply the policy to a new device");
             None
         }
         Err(err) => {
-            tracing::error!(error = %err, "USB enforcement task failed");
+            tracing::error!(error = %err, "device enforcement task failed");
             None
         }
     }
 }
 
-/// Blocks the USB storage devices already present at start (they may have
-/// been plugged in while the agent was stopped and the udev rule missing).
-async fn sweep_usb(host: &Host, policy: &Policy) -> Vec<Event> {
+/// Lets the rules act on the devices already present at start (a USB stick
+/// may have been plugged in while the agent was stopped).
+async fn sweep_devices(host: &Host, policy: &Policy) -> Vec<Event> {
     let (host, policy) = (host.clone(), policy.clone());
     match tokio::task::spawn_blocking(move || crate::checks::sweep_devices(&host, &policy)).await {
         Ok(Ok(events)) => events,
         Ok(Err(err)) => {
-            tracing::error!(error = %format!("{err:#}"), "cannot check the USB devices present at start");
+            tracing::error!(error = %format!("{err:#}"), "cannot check the devices present at start");
             Vec::new()
         }
         Err(err) => {
-            tracing::error!(error = %err, "USB sweep task failed");
+            tracing::error!(error = %err, "device sweep task failed");
             Vec::new()
         }
     }
-}
-
-/// Reads the config file again. A bad new file is logged with every problem
-/// and refused: the daemon keeps the config in force. Settings that cannot
-/// change under a running daemon are named in a warning.
-fn reload(source: &ConfigSource, current: &AgentConfig) -> Option<AgentConfig> {
-    let new = match source.load() {
-        Ok(new) => new,
-        Err(err) => {
-            // One log line, every problem in it: `FILE:LINE:COLUMN: key: ...`.
-            let problems = err.to_string().replace('\n', "; ");
-            tracing::error!(error = %problems, "the changed config is refused; keeping the one in force");
-            return None;
-        }
-    };
-    if new == *current {
-        return None;
-    }
-    let at_restart = restart_only_changes(current, &new);
-    if !at_restart.is_empty() {
-        tracing::warn!(keys = ?at_restart, "these settings take effect when the agent restarts");
-    }
-    tracing::info!(path = %source.path().display(), "config reloaded");
-    Some(new)
-}
-
-/// Settings the running daemon has built into open files and sockets.
-fn restart_only_changes(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    if old.state_dir != new.state_dir {
-        keys.push("state_dir");
-    }
-    if old.socket_path != new.socket_path {
-        keys.push("socket_path");
-    }
-    if old.log_format != new.log_format {
-        keys.push("log_format");
-    }
-    if old.collector_url != new.collector_url {
-        // After enrollment the collector is the one enrolled with.
-        keys.push("collector_url");
-    }
-    keys
-}
-
-/// Whether the sender must be rebuilt.
-fn delivery_changed(old: &AgentConfig, new: &AgentConfig) -> bool {
-    old.ca_file != new.ca_file
-        || old.request_timeout_seconds != new.request_timeout_seconds
-        || old.connect_timeout_seconds != new.connect_timeout_seconds
-        || old.backoff_max_seconds != new.backoff_max_seconds
-        || old.backlog_reports_per_second != new.backlog_reports_per_second
 }
 
 /// Starts the status socket. A socket that cannot be bound is logged, not

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use chrono::TimeZone as _;
 use ed25519_dalek::SigningKey;
+use palisade_shared::envelope::{REPORT_PAYLOAD_TYPE, sha256_hex};
 use palisade_shared::report::{AgentInfo, HostInfo, PolicyRef, REPORT_SCHEMA_VERSION};
 use palisade_shared::{DeviceId, Envelope};
 

@@ -11,5 +11,7 @@
 //! (a Windows API), it is written here, with a `// SAFETY:` comment.
 
 mod host;
+mod uevent;
 
 pub use host::{CommandError, CommandOutput, CommandSpec, DEFAULT_COMMAND_TIMEOUT, Host};
+pub use uevent::Uevent;

@@ -1,13 +1,16 @@
-//! The HTTP side of the collector: the router, the shared state, and
-//! [`serve`], which takes its listener and a shutdown signal so tests can bind
-//! `127.0.0.1:0` and stop it cleanly.
+//! The HTTP side of the collector: the router and [`serve`], which takes
+//! its listener and a shutdown signal so tests can bind `127.0.0.1:0` and
+//! stop it cleanly. The state every handler shares ([`crate::app::AppState`])
+//! lives below both this module and the dashboard, so neither imports the
+//! other's internals.
 //!
 //! Endpoints (PROTOCOL.md §6): the agent's `POST /api/v1/enroll`,
 //! `POST /api/v1/reports` and `GET /api/v1/policy`; `GET /metrics`,
 //! `GET /healthz`; and the admin API in [`admin`] (devices, summary, policy,
 //! secrets, exceptions, audit, CSV, and the OpenAPI document). Handlers live
 //! in one module each; none of them touches the database except through
-//! [`crate::store`].
+//! [`crate::store`], and changes that the command line and the dashboard
+//! also make go through [`crate::operations`].
 //!
 //! The API router is built only from the [`ROUTES`] table (the `routes!`
 //! macro below), so the OpenAPI test can compare what is served with what
@@ -58,7 +61,7 @@ routes! {
     get "/healthz" => healthz,
     get "/api/v1/openapi.json" => admin::openapi::document,
     get "/api/v1/devices" => admin::devices::list,
-    get "/api/v1/devices.csv" => admin::devices::export_csv,
+    get "/api/v1/devices.csv" => admin::devices_csv::export_csv,
     get "/api/v1/devices/{id}" => admin::devices::detail,
     post "/api/v1/devices/{id}/revoke" => admin::devices::revoke,
     get "/api/v1/summary" => admin::devices::summary,

@@ -1,12 +1,14 @@
 //! The IT dashboard: server-rendered HTML pages behind a login.
 //!
-//! - [`auth`]: dashboard users' passwords (argon2), login with lockout,
-//!   sessions (cookie `palisade_session`, stored as its SHA-256), CSRF
-//!   tokens, and the [`auth::Session`] extractor every page takes.
+//! - [`auth`]: dashboard users' passwords (argon2), login, sessions (cookie
+//!   `palisade_session`, stored as its SHA-256), CSRF tokens, and the
+//!   [`auth::Session`] extractor every page takes; [`lockout`]: the guard
+//!   that slows and then locks repeated failed logins.
 //! - [`pages`]: one module per page (overview, devices, device, enrollment,
 //!   policy, exceptions, audit). Pages read and change the fleet only
-//!   through [`crate::store`] and the same helpers the admin API uses, so a
-//!   change made here is validated and audited the same way.
+//!   through [`crate::store`] and, for changes the admin API and the command
+//!   line also make, [`crate::operations`], so a change made here is
+//!   validated and audited the same way.
 //! - [`layout`]: the page shell (navigation, who is logged in, logout);
 //!   [`charts`]: the overview's inline SVG charts; `style.css`: the one
 //!   stylesheet, embedded in the binary.

@@ -36,10 +36,40 @@ use super::{
     probe_interface,
 };
 use crate::enforce::plan::{Plan, Step, run_checked, write_attribute, write_if_different};
-use crate::sys::{CommandSpec, Host};
+use crate::sys::{CommandSpec, Host, Uevent};
 
 pub const UDEV_RULE: &str = "/etc/udev/rules.d/70-palisade-usb-storage.rules";
 const USB_DEVICES: &str = "/sys/bus/usb/devices";
+
+/// Called on every kernel uevent: acts on a USB device being plugged in
+/// and, in `read_only` mode, on its disk appearing (the disk comes after
+/// the USB device, so the disk's own `add` is the moment to act). Any other
+/// event is left alone.
+pub fn on_device_event(
+    host: &Host,
+    policy: &Policy,
+    uevent: &Uevent,
+) -> anyhow::Result<Option<Event>> {
+    let read_only = policy
+        .usb_storage
+        .as_ref()
+        .is_some_and(|usb| usb.storage == UsbStorageMode::ReadOnly);
+    let usb_disk_added =
+        uevent.action == "add" && uevent.subsystem == "block" && uevent.devpath.contains("/usb");
+    let path = if uevent.is_usb_device_added() {
+        uevent.sysfs_path()
+    } else if read_only && usb_disk_added {
+        // `.../usb2/2-1/2-1:1.0/host0/target0:0:0/0:0:0:0/block/sda`: the
+        // USB interface is the part before the SCSI host.
+        match uevent.sysfs_path().split_once("/host") {
+            Some((interface, _)) => interface.to_owned(),
+            None => return Ok(None),
+        }
+    } else {
+        return Ok(None);
+    };
+    on_device_added(host, policy, Path::new(&path))
+}
 
 /// Called on a USB `add` uevent with the device's sysfs path (`/sys/...`,
 /// a uevent `DEVPATH` such as `/devices/pci0000:00/.../2-1`, or one of its

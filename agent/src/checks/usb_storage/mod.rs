@@ -57,14 +57,13 @@ pub use parse::{
 };
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use palisade_shared::Policy;
 use palisade_shared::policy::{RuleSettings, UsbStoragePolicy};
 use palisade_shared::report::Event;
 
 use super::{Enforcer, ProbeError, Rule, Verdict};
-use crate::sys::Host;
+use crate::sys::{Host, Uevent};
 
 #[derive(Debug)]
 pub struct UsbStorage;
@@ -307,13 +306,13 @@ impl Rule for UsbStorage {
 
     // No settings panel: a USB policy is not a setting a person changes.
 
-    fn on_device_added(
+    fn on_device_event(
         &self,
         host: &Host,
         policy: &Policy,
-        sysfs_device: &Path,
+        uevent: &Uevent,
     ) -> anyhow::Result<Option<Event>> {
-        enforce::on_device_added(host, policy, sysfs_device)
+        enforce::on_device_event(host, policy, uevent)
     }
 
     fn sweep_devices(&self, host: &Host, policy: &Policy) -> anyhow::Result<Vec<Event>> {

@@ -25,6 +25,7 @@ pub mod audit;
 pub mod auth;
 pub mod bodies;
 pub mod devices;
+pub mod devices_csv;
 pub mod exceptions;
 pub mod openapi;
 pub mod policy;

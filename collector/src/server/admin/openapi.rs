@@ -45,7 +45,7 @@ use super::bodies::{
         crate::server::healthz,
         document,
         super::devices::list,
-        super::devices::export_csv,
+        super::devices_csv::export_csv,
         super::devices::detail,
         super::devices::revoke,
         super::devices::summary,

@@ -14,7 +14,8 @@ use serde::Deserialize;
 
 use super::non_empty;
 use crate::app::AppState;
-use crate::server::admin::devices::{DeviceListParams, device_query, devices_csv};
+use crate::server::admin::devices::{DeviceListParams, device_query};
+use crate::server::admin::devices_csv::devices_csv;
 use crate::store::{DeviceQuery, DeviceSort, DeviceStatus, parse_check_status};
 use crate::web::auth::Session;
 use crate::web::layout::{self, Nav, status_badge};

@@ -80,27 +80,26 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use palisade_shared::envelope::{
-    DEFAULT_MAX_ENVELOPE_BYTES, REPORT_PAYLOAD_TYPE, is_sha256_hex, sha256_hex,
-};
+use palisade_shared::Report;
+use palisade_shared::envelope::DEFAULT_MAX_ENVELOPE_BYTES;
 use palisade_shared::report::{Event, EventKind};
-use palisade_shared::{Envelope, Report};
-use serde::Deserialize;
 
 use crate::durable::{self, FileMode};
+
+mod entries;
+mod recovery;
+mod state_file;
+
+pub use recovery::Recovery;
+
+pub use entries::{entry_name, list_entries, parse_entry_name};
+use entries::{inspect, remove_if_present};
+use state_file::{ChainState, write_state};
 
 /// The chain state's file name in the spool directory.
 pub const STATE_FILE_NAME: &str = "spool-state.json";
 /// Where entries that do not parse are moved.
 pub const CORRUPT_DIR_NAME: &str = "corrupt";
-/// Every entry's name is its sequence in this many digits (`u64::MAX` has
-/// 20) and this suffix, so names sort in sequence order.
-const SEQUENCE_DIGITS: usize = 20;
-const ENTRY_SUFFIX: &str = ".dsse.json";
-/// The only state file version this agent reads and writes.
-const STATE_SCHEMA_VERSION: u32 = 1;
-/// A state file is about 200 bytes; more is not one.
-const MAX_STATE_BYTES: u64 = 64 * 1024;
 
 /// 10,000 reports: at one report per 15 minutes, about 100 days without the
 /// collector (a long leave, a laptop in a drawer) before the oldest is
@@ -167,33 +166,6 @@ pub struct Appended {
     pub evicted: Vec<u64>,
 }
 
-/// What [`Spool::open`] found and repaired, for the log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recovery {
-    /// Temporary files of interrupted writes, deleted.
-    pub temp_files_removed: usize,
-    /// Entries that did not parse, moved to `corrupt/` and counted as
-    /// dropped (their file names).
-    pub quarantined: Vec<String>,
-    /// Entries newer than the chain state (an append stopped after writing
-    /// its entry), taken into the chain.
-    pub adopted: Vec<u64>,
-    /// Entries counted as dropped before a crash and deleted now.
-    pub evictions_completed: usize,
-    /// Entries dropped now because the spool was over its bounds (smaller
-    /// bounds in a new config, or an append stopped before evicting).
-    pub evicted: Vec<u64>,
-    /// Files in the directory that are none of the spool's, left alone.
-    pub unknown_files: Vec<String>,
-}
-
-impl Recovery {
-    /// Whether the spool was exactly as a clean shutdown leaves it.
-    pub fn is_clean(&self) -> bool {
-        *self == Self::default()
-    }
-}
-
 /// One spooled entry, as [`list_entries`] sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolEntry {
@@ -253,130 +225,6 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens the spool in `dir`, creating it (mode `0700`) if needed, and
-    /// recovers from whatever a crash left: see the module documentation.
-    pub fn open(dir: &Path, limits: SpoolLimits) -> Result<Self, SpoolError> {
-        let io_error = |source: io::Error| SpoolError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
-        durable::create_dir_private(dir).map_err(io_error)?;
-        let mut recovery = Recovery {
-            temp_files_removed: durable::remove_stale_temp_files(dir).map_err(io_error)?,
-            ..Recovery::default()
-        };
-        let saved_state = read_state(dir)?;
-        let mut state = saved_state.clone().unwrap_or_default();
-
-        let mut entries = BTreeMap::new();
-        let mut carried = BTreeMap::new();
-        // Entries newer than the saved state: their digest and the drop
-        // count they carried, to take them into the chain.
-        let mut newer: BTreeMap<u64, Inspected> = BTreeMap::new();
-        // Damaged entries, moved to corrupt/ only once the state counts them.
-        let mut damaged: Vec<(String, PathBuf)> = Vec::new();
-        let mut highest_quarantined = 0;
-        let mut names: Vec<(String, PathBuf)> = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io_error)? {
-            let entry = entry.map_err(io_error)?;
-            names.push((
-                entry.file_name().to_string_lossy().into_owned(),
-                entry.path(),
-            ));
-        }
-        names.sort();
-        for (name, path) in names {
-            if name == STATE_FILE_NAME
-                || name == CORRUPT_DIR_NAME
-                || durable::is_temp_file_name(&name)
-            {
-                continue;
-            }
-            let Some(sequence) = parse_entry_name(&name) else {
-                tracing::warn!(file = %path.display(), "unknown file in the spool directory, left alone");
-                recovery.unknown_files.push(name);
-                continue;
-            };
-            if sequence <= state.evicted_through {
-                remove_if_present(&path).map_err(io_error)?;
-                recovery.evictions_completed += 1;
-                continue;
-            }
-            match read_entry(&path).and_then(|bytes| {
-                let inspected = inspect(&bytes)?;
-                if inspected.sequence == sequence {
-                    Ok((bytes.len() as u64, inspected))
-                } else {
-                    Err(format!("its report has sequence {}", inspected.sequence))
-                }
-            }) {
-                Ok((size, inspected)) => {
-                    entries.insert(sequence, size);
-                    if inspected.carried > 0 {
-                        carried.insert(sequence, inspected.carried);
-                    }
-                    if sequence > state.last_sequence {
-                        newer.insert(sequence, inspected);
-                    }
-                }
-                Err(reason) => {
-                    tracing::error!(file = %path.display(), %reason, "spooled report is damaged; moving it to corrupt/ and counting it as dropped");
-                    highest_quarantined = highest_quarantined.max(sequence);
-                    recovery.quarantined.push(name.clone());
-                    damaged.push((name, path));
-                }
-            }
-        }
-
-        // An append that stopped after writing its entry: the entry is the
-        // newest report, and the count it carried has been reported.
-        for (sequence, inspected) in &newer {
-            state.last_sequence = *sequence;
-            state.last_digest.clone_from(&inspected.digest);
-            state.dropped = state.dropped.saturating_sub(inspected.carried);
-            recovery.adopted.push(*sequence);
-        }
-        // A damaged entry's number is never reused. Its digest is unknown,
-        // so the next report's empty prev_digest shows the break.
-        if highest_quarantined > state.last_sequence {
-            state.last_sequence = highest_quarantined;
-            state.last_digest.clear();
-        }
-        state.dropped += recovery.quarantined.len() as u64;
-
-        let total_bytes = entries.values().sum();
-        let mut spool = Self {
-            dir: dir.to_path_buf(),
-            limits,
-            entries,
-            carried,
-            total_bytes,
-            state,
-            state_unsaved: false,
-            recovery,
-        };
-        let evicted = spool.plan_evictions(None);
-        spool.state.dropped += spool.drops_in(&evicted);
-        if let Some(&newest) = evicted.last() {
-            spool.state.evicted_through = newest;
-        }
-        // As in `append`: count first, then remove. A crash in between
-        // counts a damaged entry twice at worst, never loses it or reuses
-        // its number.
-        if saved_state.as_ref() != Some(&spool.state) {
-            write_state(&spool.dir, &spool.state)?;
-        }
-        for (name, path) in &damaged {
-            quarantine(dir, name, path).map_err(io_error)?;
-        }
-        spool.delete_evicted(&evicted);
-        spool.recovery.evicted = evicted;
-        if !spool.recovery.is_clean() {
-            tracing::warn!(dir = %dir.display(), recovery = ?spool.recovery, "spool recovered from an interrupted run");
-        }
-        Ok(spool)
-    }
-
     /// What the next report must carry: see [`NextLink`].
     pub fn next_link(&self) -> NextLink {
         NextLink {
@@ -613,204 +461,6 @@ pub fn dropped_event(count: u64, at: DateTime<Utc>) -> Event {
         at,
         details,
     }
-}
-
-/// The spool's entries without opening it: no recovery, no writes, no
-/// parsing. For `palisade-agent spool list` while the daemon runs.
-pub fn list_entries(dir: &Path) -> Result<Vec<SpoolEntry>, SpoolError> {
-    let io_error = |source: io::Error| SpoolError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut entries = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_error)? {
-        let entry = entry.map_err(io_error)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(sequence) = parse_entry_name(&name) {
-            let bytes = match entry.metadata() {
-                Ok(metadata) => metadata.len(),
-                // Sent and deleted while we looked.
-                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(io_error(err)),
-            };
-            entries.push(SpoolEntry {
-                sequence,
-                bytes,
-                path: entry.path(),
-            });
-        }
-    }
-    entries.sort_by_key(|entry| entry.sequence);
-    Ok(entries)
-}
-
-/// `00000000000000000042.dsse.json` for 42.
-pub fn entry_name(sequence: u64) -> String {
-    format!("{sequence:0width$}{ENTRY_SUFFIX}", width = SEQUENCE_DIGITS)
-}
-
-/// The sequence an entry's file name stands for; `None` for any other name.
-pub fn parse_entry_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(ENTRY_SUFFIX)?;
-    if digits.len() != SEQUENCE_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-/// What the spool reads out of a report envelope.
-#[derive(Debug)]
-struct Inspected {
-    sequence: u64,
-    prev_digest: String,
-    /// Hex SHA-256 of the payload bytes (the chain digest).
-    digest: String,
-    /// The sum of its `spool_dropped` events' counts.
-    carried: u64,
-}
-
-/// Parses an envelope and its report payload. The signature is not checked
-/// here: the spool holds the agent's own reports, and the collector verifies.
-fn inspect(envelope_json: &[u8]) -> Result<Inspected, String> {
-    let envelope = Envelope::from_json(envelope_json, DEFAULT_MAX_ENVELOPE_BYTES)
-        .map_err(|err| err.to_string())?;
-    if envelope.payload_type != REPORT_PAYLOAD_TYPE {
-        return Err(format!(
-            "payload type is {:?}, not a report",
-            envelope.payload_type
-        ));
-    }
-    if envelope.signatures.is_empty() {
-        return Err("the envelope is not signed".into());
-    }
-    let payload = envelope
-        .payload_unverified()
-        .map_err(|err| err.to_string())?;
-    let report = Report::from_json(&payload).map_err(|err| err.to_string())?;
-    let mut carried: u64 = 0;
-    for event in &report.events {
-        if event.kind != EventKind::SpoolDropped {
-            continue;
-        }
-        let count = event
-            .details
-            .get("count")
-            .and_then(serde_json::Value::as_u64)
-            .filter(|count| *count > 0)
-            .ok_or("a spool_dropped event has no positive details.count")?;
-        carried = carried.saturating_add(count);
-    }
-    Ok(Inspected {
-        sequence: report.sequence,
-        prev_digest: report.prev_digest,
-        digest: sha256_hex(&payload),
-        carried,
-    })
-}
-
-fn read_entry(path: &Path) -> Result<Vec<u8>, String> {
-    let size = fs::metadata(path).map_err(|err| err.to_string())?.len();
-    if size > DEFAULT_MAX_ENVELOPE_BYTES as u64 {
-        return Err(format!("{size} bytes, over the envelope limit"));
-    }
-    fs::read(path).map_err(|err| err.to_string())
-}
-
-/// Moves a damaged entry into `corrupt/`, never over an earlier one.
-fn quarantine(dir: &Path, name: &str, path: &Path) -> io::Result<()> {
-    let corrupt = dir.join(CORRUPT_DIR_NAME);
-    durable::create_dir_private(&corrupt)?;
-    let mut target = corrupt.join(name);
-    let mut n = 1;
-    while target.exists() {
-        target = corrupt.join(format!("{name}.{n}"));
-        n += 1;
-    }
-    fs::rename(path, &target)?;
-    durable::sync_dir(&corrupt)?;
-    durable::sync_dir(dir)
-}
-
-fn remove_if_present(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
-        _ => Ok(()),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The chain state file.
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct ChainState {
-    last_sequence: u64,
-    last_digest: String,
-    dropped: u64,
-    evicted_through: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StateFile {
-    schema_version: u32,
-    last_sequence: u64,
-    last_digest: String,
-    dropped_unreported: u64,
-    evicted_through: u64,
-}
-
-fn read_state(dir: &Path) -> Result<Option<ChainState>, SpoolError> {
-    let path = dir.join(STATE_FILE_NAME);
-    let fail = |reason: String| SpoolError::State {
-        path: path.clone(),
-        reason,
-    };
-    let bytes = match fs::metadata(&path) {
-        Ok(metadata) if metadata.len() > MAX_STATE_BYTES => {
-            return Err(fail(format!("{} bytes is too large", metadata.len())));
-        }
-        Ok(_) => fs::read(&path).map_err(|err| fail(err.to_string()))?,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(fail(err.to_string())),
-    };
-    let file: StateFile = serde_json::from_slice(&bytes).map_err(|err| fail(err.to_string()))?;
-    if file.schema_version != STATE_SCHEMA_VERSION {
-        return Err(fail(format!(
-            "schema_version is {}, this agent reads {STATE_SCHEMA_VERSION}",
-            file.schema_version
-        )));
-    }
-    let digest_ok = if file.last_sequence == 0 {
-        file.last_digest.is_empty()
-    } else {
-        file.last_digest.is_empty() || is_sha256_hex(&file.last_digest)
-    };
-    if !digest_ok || file.evicted_through > file.last_sequence {
-        return Err(fail("its fields contradict each other".into()));
-    }
-    Ok(Some(ChainState {
-        last_sequence: file.last_sequence,
-        last_digest: file.last_digest,
-        dropped: file.dropped_unreported,
-        evicted_through: file.evicted_through,
-    }))
-}
-
-fn write_state(dir: &Path, state: &ChainState) -> Result<(), SpoolError> {
-    let path = dir.join(STATE_FILE_NAME);
-    // `json!` rather than a `Serialize` derive: only the wire types in
-    // `shared` are `Serialize` (ARCHITECTURE.md).
-    let document = serde_json::json!({
-        "schema_version": STATE_SCHEMA_VERSION,
-        "last_sequence": state.last_sequence,
-        "last_digest": state.last_digest,
-        "dropped_unreported": state.dropped,
-        "evicted_through": state.evicted_through,
-    });
-    let mut bytes = document.to_string().into_bytes();
-    bytes.push(b'\n');
-    durable::write_atomic(&path, &bytes, FileMode::WorldReadable)
-        .map_err(|source| SpoolError::Io { path, source })
 }
 
 #[cfg(test)]
