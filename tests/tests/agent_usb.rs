@@ -110,7 +110,7 @@ fn a_plugged_in_stick_is_deauthorized_reported_and_offered_to_the_nudge() {
     emulate_uevent("add", "/bus/usb/devices/2-1", "usb", "usb_device");
 
     let blocked = daemon.wait_for("the block", DEADLINE, |line| {
-        line.contains("blocked a USB storage device")
+        line.contains("acted on a device the policy does not allow")
     });
     assert!(blocked.contains("2-1"), "{blocked}");
     assert_eq!(
