@@ -179,6 +179,28 @@ pub trait Rule: Sync {
     }
 }
 
+/// A Windows registry value as a probe read it: there, absent (which has a
+/// meaning: nothing set), or unreadable (which makes a verdict `unknown`).
+/// Defined here, not in `sys/`, so the pure evaluators can take it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RegistryRead<T> {
+    Value(T),
+    #[default]
+    Absent,
+    Unreadable(String),
+}
+
+impl<T> RegistryRead<T> {
+    /// From a `sys::registry` read; the error is kept as its text.
+    pub fn from_io(read: std::io::Result<Option<T>>) -> Self {
+        match read {
+            Ok(Some(value)) => Self::Value(value),
+            Ok(None) => Self::Absent,
+            Err(err) => Self::Unreadable(err.to_string()),
+        }
+    }
+}
+
 /// What a rule's probe says on a live system it has no probe for yet (the
 /// Windows and macOS probes of most rules): the verdict is `unknown`.
 pub(crate) fn no_probe_yet(what: &str) -> ProbeError {

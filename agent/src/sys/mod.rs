@@ -3,14 +3,16 @@
 //! Probes and enforcers touch the machine only through this module: file
 //! reads and writes under a host root ([`Host`]; a prepared tree in tests and
 //! `--host-root`), external commands that time out and are logged
-//! ([`Host::run`]). The Windows registry and the macOS tools will live here
-//! too. Evaluators and parsers import nothing from here: they are pure, so
+//! ([`Host::run`]), and on Windows the registry ([`registry`]). The macOS
+//! tools will live here too. Evaluators and parsers import nothing from here: they are pure, so
 //! they compile and are tested on every OS (ARCHITECTURE.md).
 //!
 //! Modelled on sudo-rs's `src/system/`: if the agent ever needs `unsafe`
 //! (a Windows API), it is written here, with a `// SAFETY:` comment.
 
 mod host;
+#[cfg(windows)]
+pub mod registry;
 mod uevent;
 
 pub use host::{CommandError, CommandOutput, CommandSpec, DEFAULT_COMMAND_TIMEOUT, Host};

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::parse::{DesktopFamily, KDE_DEFAULT_LOCK_GRACE_SECONDS, desktop_family};
 use super::{
-    DisplayServerProcess, GnomeLockSettings, KdeLockSettings, LockSettings, ScreenLockFacts,
-    SessionFacts,
+    DisplayServerProcess, GnomeLockSettings, KdeLockSettings, LinuxLockFacts, LockSettings,
+    ScreenLockFacts, SessionFacts,
 };
 use crate::checks::Verdict;
 
@@ -89,6 +89,14 @@ pub(super) fn kde_outcome(kde: &KdeLockSettings) -> SessionOutcome {
 
 /// Decides the rule from the facts.
 pub fn evaluate(facts: &ScreenLockFacts, policy: &ScreenLockPolicy) -> Verdict {
+    match facts {
+        ScreenLockFacts::Linux(facts) => evaluate_linux(facts, policy),
+        ScreenLockFacts::Windows(facts) => super::evaluate_windows::evaluate(facts, policy),
+    }
+}
+
+/// Linux: every graphical session must lock in time.
+fn evaluate_linux(facts: &LinuxLockFacts, policy: &ScreenLockPolicy) -> Verdict {
     let max_seconds = u64::from(policy.max_idle_seconds);
     if facts.sessions.is_empty() {
         return evaluate_without_sessions(facts, policy);
@@ -164,7 +172,7 @@ pub fn evaluate(facts: &ScreenLockFacts, policy: &ScreenLockPolicy) -> Verdict {
 }
 
 pub(super) fn evaluate_without_sessions(
-    facts: &ScreenLockFacts,
+    facts: &LinuxLockFacts,
     policy: &ScreenLockPolicy,
 ) -> Verdict {
     // A login screen's display server belongs to the greeter, whose lock is

@@ -10,8 +10,8 @@ use super::parse::{
     parse_passwd, resolve_kde_settings,
 };
 use super::{
-    DisplayServerProcess, GnomeLockSettings, KdeLockSettings, LockSettings, LogindSession,
-    ScreenLockFacts, SessionFacts,
+    DisplayServerProcess, GnomeLockSettings, KdeLockSettings, LinuxLockFacts, LockSettings,
+    LogindSession, ScreenLockFacts, SessionFacts,
 };
 use crate::checks::ProbeError;
 use crate::sys::{CommandSpec, Host};
@@ -36,11 +36,11 @@ pub(super) fn probe(host: &Host) -> Result<ScreenLockFacts, ProbeError> {
         .collect();
     if graphical.is_empty() {
         let display_servers = find_display_servers(host, &all_sessions)?;
-        return Ok(ScreenLockFacts {
+        return Ok(ScreenLockFacts::Linux(LinuxLockFacts {
             sessions: Vec::new(),
             logind_session_count,
             display_servers,
-        });
+        }));
     }
 
     let accounts = match host.read_optional("/etc/passwd") {
@@ -63,11 +63,11 @@ pub(super) fn probe(host: &Host) -> Result<ScreenLockFacts, ProbeError> {
             SessionFacts { session, settings }
         })
         .collect();
-    Ok(ScreenLockFacts {
+    Ok(ScreenLockFacts::Linux(LinuxLockFacts {
         sessions,
         logind_session_count,
         display_servers: Vec::new(),
-    })
+    }))
 }
 
 /// What every per-session read needs to know about how the probe runs.

@@ -50,6 +50,7 @@
 
 pub mod enforce;
 mod evaluate;
+mod evaluate_windows;
 // Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
 // a Linux tree wherever the agent runs, and gets this probe.
 mod linux;
@@ -64,7 +65,7 @@ pub(crate) use linux::logind_sessions;
 pub use linux::{cgroup_contains_unit, is_display_server_process};
 pub use parse::{
     DesktopFamily, GsettingsValue, KConfigDaemonGroup, KConfigEntry, PasswdEntry,
-    classify_gsettings_output, dconf_profile_system_databases, desktop_family,
+    classify_gsettings_output, dconf_profile_system_databases, desktop_family, is_person_hive,
     parse_gsettings_value, parse_kscreenlockerrc, parse_logind_session, parse_passwd,
     resolve_kde_settings,
 };
@@ -76,16 +77,60 @@ use palisade_shared::policy::ScreenLockPolicy;
 
 use palisade_shared::policy::RuleSettings;
 
+pub use super::RegistryRead;
 use super::{Enforcer, ProbeError, Rule, Verdict};
 use crate::sys::Host;
 
 #[derive(Debug)]
 pub struct ScreenLock;
 
-/// What the probe found: the graphical sessions and each one's settings, or,
-/// when there is none, the display servers seen.
+/// What the probe found, in the terms of the system it ran on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScreenLockFacts {
+    Linux(LinuxLockFacts),
+    Windows(WindowsLockFacts),
+}
+
+/// Windows: the machine-wide inactivity limit and, for each loaded user
+/// hive (a person logged on), the screen saver as policy and user set it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowsLockFacts {
+    /// `HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Policies\System`
+    /// `InactivityTimeoutSecs` (REG_DWORD, "Interactive logon: Machine
+    /// inactivity limit"): Windows locks every session after this many
+    /// seconds without input; absent or 0 is no limit.
+    pub inactivity_limit: RegistryRead<u32>,
+    /// One entry per user hive loaded under `HKEY_USERS` (S-1-5-21-… local
+    /// and domain accounts, S-1-12-1-… Entra ID accounts).
+    pub users: Vec<WindowsUserScreenSaver>,
+}
+
+/// One user's screen saver values: the Group Policy key
+/// (`Software\Policies\Microsoft\Windows\Control Panel\Desktop`) takes
+/// precedence, value by value, over the user's own (`Control Panel\Desktop`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowsUserScreenSaver {
+    pub sid: String,
+    pub policy: ScreenSaverValues,
+    pub user: ScreenSaverValues,
+}
+
+/// The four REG_SZ values that decide whether and when the screen saver
+/// locks: `ScreenSaveActive` ("1" on), `ScreenSaverIsSecure` ("1": ask for
+/// the password on resume), `ScreenSaveTimeOut` (seconds) and `SCRNSAVE.EXE`
+/// (which screen saver; with none chosen none runs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScreenSaverValues {
+    pub active: RegistryRead<String>,
+    pub secure: RegistryRead<String>,
+    pub timeout: RegistryRead<String>,
+    pub executable: RegistryRead<String>,
+}
+
+/// Linux: the graphical sessions and each one's settings, or, when there is
+/// none, the display servers seen.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ScreenLockFacts {
+pub struct LinuxLockFacts {
     /// Graphical user sessions from logind, with the settings read for each.
     pub sessions: Vec<SessionFacts>,
     /// How many session files logind lists (graphical or not); `None` when

@@ -448,3 +448,11 @@ pub(super) fn kconfig_bool(key: &str, value: Option<&str>, default: bool) -> Res
         )),
     }
 }
+
+/// Whether an `HKEY_USERS` subkey is the hive of a person who may be at the
+/// screen: a local or domain account (`S-1-5-21-…`) or an Entra ID account
+/// (`S-1-12-1-…`). Not `.DEFAULT`, not the service accounts (`S-1-5-18`,
+/// `-19`, `-20`), not the `…_Classes` keys beside each user's hive.
+pub fn is_person_hive(name: &str) -> bool {
+    (name.starts_with("S-1-5-21-") || name.starts_with("S-1-12-1-")) && !name.ends_with("_Classes")
+}

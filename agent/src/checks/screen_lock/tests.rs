@@ -900,14 +900,14 @@ fn one_session(settings: Result<LockSettings, String>) -> ScreenLockFacts {
         Ok(LockSettings::Kde(_)) => "KDE",
         _ => "GNOME",
     };
-    ScreenLockFacts {
+    ScreenLockFacts::Linux(LinuxLockFacts {
         sessions: vec![SessionFacts {
             session: logind("2", "alice", desktop),
             settings,
         }],
         logind_session_count: Some(1),
         display_servers: Vec::new(),
-    }
+    })
 }
 
 fn display_server(name: &str, session: Option<(&str, &str)>) -> DisplayServerProcess {
@@ -923,11 +923,11 @@ fn no_session(
     logind_count: Option<usize>,
     display_servers: Vec<DisplayServerProcess>,
 ) -> ScreenLockFacts {
-    ScreenLockFacts {
+    ScreenLockFacts::Linux(LinuxLockFacts {
         sessions: Vec::new(),
         logind_session_count: logind_count,
         display_servers,
-    }
+    })
 }
 
 /// One evaluator case: what the facts were, what the verdict must be, and a
@@ -985,7 +985,7 @@ fn evaluator_table() {
         fix_contains,
     };
     let two = |first: Result<LockSettings, String>, second: Result<LockSettings, String>| {
-        ScreenLockFacts {
+        ScreenLockFacts::Linux(LinuxLockFacts {
             sessions: vec![
                 SessionFacts {
                     session: logind("2", "alice", "GNOME"),
@@ -998,7 +998,7 @@ fn evaluator_table() {
             ],
             logind_session_count: Some(2),
             display_servers: Vec::new(),
-        }
+        })
     };
     let cases = [
         // No session.
@@ -1269,4 +1269,225 @@ fn evidence_per_session() {
     let session = &verdict.evidence["sessions"][0];
     assert_eq!(session["status"], "unknown");
     assert_eq!(session["detail"], "why");
+}
+
+// ---------------------------------------------------------------------------
+// Windows: the evaluator over registry values (the probe itself runs under
+// Wine in tests/tests/windows_agent.rs).
+
+fn saver(active: &str, secure: &str, timeout: &str, exe: &str) -> ScreenSaverValues {
+    let value = |text: &str| match text {
+        "-" => RegistryRead::Absent,
+        "!" => RegistryRead::Unreadable("Access is denied. (os error 5)".into()),
+        text => RegistryRead::Value(text.to_owned()),
+    };
+    ScreenSaverValues {
+        active: value(active),
+        secure: value(secure),
+        timeout: value(timeout),
+        executable: value(exe),
+    }
+}
+
+fn unset() -> ScreenSaverValues {
+    saver("-", "-", "-", "-")
+}
+
+fn windows(
+    limit: RegistryRead<u32>,
+    users: &[(ScreenSaverValues, ScreenSaverValues)],
+) -> ScreenLockFacts {
+    ScreenLockFacts::Windows(WindowsLockFacts {
+        inactivity_limit: limit,
+        users: users
+            .iter()
+            .enumerate()
+            .map(|(n, (policy, user))| WindowsUserScreenSaver {
+                sid: format!("S-1-5-21-1-2-3-{}", 1000 + n),
+                policy: policy.clone(),
+                user: user.clone(),
+            })
+            .collect(),
+    })
+}
+
+#[test]
+fn windows_evaluator_table() {
+    use CheckStatus::{Fail, NotApplicable, Pass, Unknown};
+    use RegistryRead::{Absent, Unreadable, Value};
+    let scr = r"C:\Windows\System32\scrnsave.scr";
+    let good = saver("1", "1", "600", scr);
+    let case = |name, facts, status, summary_contains, fix_contains| Case {
+        name,
+        facts,
+        max_idle_seconds: POLICY_SECONDS,
+        status,
+        summary_contains,
+        fix_contains,
+    };
+    let cases = [
+        case(
+            "a machine limit within the policy passes for everyone",
+            windows(Value(600), &[(unset(), saver("0", "0", "0", "-"))]),
+            Pass,
+            "after 600 s idle (machine inactivity limit)",
+            "",
+        ),
+        case(
+            "a machine limit within the policy passes with no one logged on",
+            windows(Value(900), &[]),
+            Pass,
+            "machine inactivity limit",
+            "",
+        ),
+        case(
+            "no one logged on and no limit",
+            windows(Absent, &[]),
+            NotApplicable,
+            "no one is logged on",
+            "",
+        ),
+        case(
+            "the user's secure screen saver locks in time",
+            windows(Absent, &[(unset(), good.clone())]),
+            Pass,
+            "after 600 s idle for S-1-5-21-1-2-3-1000",
+            "",
+        ),
+        case(
+            "policy takes precedence over the user's own value",
+            windows(Absent, &[(saver("-", "-", "3600", "-"), good.clone())]),
+            Fail,
+            "screen locks after 3600 s idle",
+            "Machine inactivity limit",
+        ),
+        case(
+            "a policy can make a user's insecure saver secure",
+            windows(
+                Absent,
+                &[(saver("-", "1", "-", "-"), saver("1", "0", "300", scr))],
+            ),
+            Pass,
+            "after 300 s idle",
+            "",
+        ),
+        case(
+            "a screen saver without the password does not lock",
+            windows(Absent, &[(unset(), saver("1", "0", "300", scr))]),
+            Fail,
+            "ScreenSaverIsSecure is 0",
+            "On resume, display logon screen",
+        ),
+        case(
+            "no screen saver chosen never locks",
+            windows(Absent, &[(unset(), saver("1", "1", "300", "-"))]),
+            Fail,
+            "no screen saver is chosen",
+            "",
+        ),
+        case(
+            "screen saver off never locks",
+            windows(Absent, &[(unset(), saver("0", "1", "300", scr))]),
+            Fail,
+            "ScreenSaveActive is 0",
+            "",
+        ),
+        case(
+            "a machine limit of 0 is no limit",
+            windows(Value(0), &[(unset(), saver("1", "1", "0", scr))]),
+            Fail,
+            "ScreenSaveTimeOut is 0",
+            "",
+        ),
+        case(
+            "a machine limit too long fails when the saver never locks",
+            windows(Value(3600), &[(unset(), saver("0", "-", "-", scr))]),
+            Fail,
+            "screen locks after 3600 s idle",
+            "",
+        ),
+        case(
+            "the earlier of limit and saver decides",
+            windows(Value(3600), &[(unset(), saver("1", "1", "300", scr))]),
+            Pass,
+            "after 300 s idle",
+            "",
+        ),
+        case(
+            "an unset value with no documented default is unknown, never pass",
+            windows(Absent, &[(unset(), saver("1", "-", "300", scr))]),
+            Unknown,
+            "ScreenSaverIsSecure is not set",
+            "",
+        ),
+        case(
+            "an unreadable policy key is unknown",
+            windows(Absent, &[(saver("!", "-", "-", "-"), good.clone())]),
+            Unknown,
+            "cannot read ScreenSaveActive (policy key)",
+            "",
+        ),
+        case(
+            "an unreadable machine limit is unknown unless the saver locks in time",
+            windows(
+                Unreadable("Access is denied.".into()),
+                &[(unset(), saver("1", "-", "300", scr))],
+            ),
+            Unknown,
+            "InactivityTimeoutSecs",
+            "",
+        ),
+        case(
+            "an unreadable machine limit is decided by a saver in time",
+            windows(
+                Unreadable("Access is denied.".into()),
+                &[(unset(), good.clone())],
+            ),
+            Pass,
+            "after 600 s idle",
+            "",
+        ),
+        case(
+            "a timeout that is not a number is unknown",
+            windows(Absent, &[(unset(), saver("1", "1", "ten minutes", scr))]),
+            Unknown,
+            "not a number of seconds",
+            "",
+        ),
+        case(
+            "one failing user of two fails the device",
+            windows(
+                Absent,
+                &[
+                    (unset(), good.clone()),
+                    (unset(), saver("1", "1", "1200", scr)),
+                ],
+            ),
+            Fail,
+            "screen locks after 1200 s idle for S-1-5-21-1-2-3-1001",
+            "",
+        ),
+    ];
+    for case in &cases {
+        check(case);
+    }
+}
+
+#[test]
+fn only_peoples_hives_are_read() {
+    for hive in [
+        "S-1-5-21-3623811015-3361044348-30300820-1013",
+        "S-1-12-1-1234-5678-91011-1213",
+    ] {
+        assert!(is_person_hive(hive), "{hive}");
+    }
+    for hive in [
+        ".DEFAULT",
+        "S-1-5-18",
+        "S-1-5-19",
+        "S-1-5-20",
+        "S-1-5-21-3623811015-3361044348-30300820-1013_Classes",
+    ] {
+        assert!(!is_person_hive(hive), "{hive}");
+    }
 }
