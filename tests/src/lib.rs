@@ -13,6 +13,7 @@ pub mod databases;
 pub mod device;
 pub mod fleet;
 pub mod module_graph;
+pub mod wine;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,0 +1,128 @@
+//! Windows under Wine, for the tests of the Windows agent: a fresh Wine
+//! prefix per test (its own registry, its own `C:`), `reg.exe` to set and
+//! read values, and the cross-built `palisade-agent.exe`.
+//!
+//! The exe is built by `tests/windows/build-agent-exe.sh` (mingw-w64, a real
+//! link) and found through `PALISADE_TEST_WINDOWS_AGENT`, which `tests/run`
+//! sets. Beside it lies the `bcryptprimitives.dll` stand-in that Wine 8
+//! needs to start any Rust program (see `tests/windows/bcryptprimitives.c`).
+
+use std::path::{Path, PathBuf};
+
+use crate::{Finished, run};
+
+const WINE: &str = "/usr/bin/wine";
+const WINEBOOT: &str = "/usr/bin/wineboot";
+const WINESERVER: &str = "/usr/bin/wineserver";
+
+/// The Windows agent built for the tests.
+pub fn windows_agent() -> PathBuf {
+    let path = std::env::var_os("PALISADE_TEST_WINDOWS_AGENT").unwrap_or_else(|| {
+        panic!(
+            "PALISADE_TEST_WINDOWS_AGENT is not set: run the tests with tests/run, which \
+             cross-builds palisade-agent.exe and sets it"
+        )
+    });
+    let path = PathBuf::from(path);
+    assert!(path.is_file(), "{} is not built", path.display());
+    path
+}
+
+/// A Wine prefix that lives as long as the test; its wineserver is stopped
+/// when it is dropped.
+pub struct WinePrefix {
+    dir: tempfile::TempDir,
+}
+
+impl WinePrefix {
+    /// Creates and boots a new prefix (`wineboot -i`, a few seconds).
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("no temp dir: {err}"));
+        let prefix = Self { dir };
+        let booted = prefix.run(Path::new(WINEBOOT), &["-i"]);
+        assert_eq!(
+            booted.exit_code,
+            Some(0),
+            "wineboot failed\n{}",
+            booted.dump()
+        );
+        prefix
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("WINEPREFIX", self.path().display().to_string()),
+            ("WINEDEBUG", "-all".to_owned()),
+            // The stand-in beside the exe first, Wine's own for the rest.
+            ("WINEDLLOVERRIDES", "bcryptprimitives=n,b".to_owned()),
+            ("HOME", self.path().display().to_string()),
+        ]
+    }
+
+    fn run(&self, program: &Path, args: &[&str]) -> Finished {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        run(program, args, &env)
+    }
+
+    /// Runs a Windows program (`reg`, or a path to an exe).
+    pub fn wine(&self, args: &[&str]) -> Finished {
+        self.run(Path::new(WINE), args)
+    }
+
+    /// Runs the Windows agent with `args`.
+    pub fn agent(&self, args: &[&str]) -> Finished {
+        let exe = windows_agent();
+        let exe = exe.display().to_string();
+        let mut all = vec![exe.as_str()];
+        all.extend_from_slice(args);
+        self.wine(&all)
+    }
+
+    /// `reg add KEY /v NAME /t TYPE /d DATA /f`, asserting it worked.
+    pub fn reg_add(&self, key: &str, name: &str, kind: &str, data: &str) {
+        let done = self.wine(&["reg", "add", key, "/v", name, "/t", kind, "/d", data, "/f"]);
+        assert_eq!(done.exit_code, Some(0), "reg add failed\n{}", done.dump());
+    }
+
+    /// `reg delete KEY /v NAME /f`, asserting it worked.
+    pub fn reg_delete(&self, key: &str, name: &str) {
+        let done = self.wine(&["reg", "delete", key, "/v", name, "/f"]);
+        assert_eq!(
+            done.exit_code,
+            Some(0),
+            "reg delete failed\n{}",
+            done.dump()
+        );
+    }
+
+    /// The data of a value as `reg query` prints it, or `None` when the
+    /// value is absent.
+    pub fn reg_query(&self, key: &str, name: &str) -> Option<String> {
+        let done = self.wine(&["reg", "query", key, "/v", name]);
+        if done.exit_code != Some(0) {
+            return None;
+        }
+        // `    NAME    REG_DWORD    0x258`
+        done.stdout.lines().find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some(name)).then(|| words.skip(1).collect::<Vec<_>>().join(" "))
+        })
+    }
+}
+
+impl Default for WinePrefix {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for WinePrefix {
+    fn drop(&mut self) {
+        let _ = self.run(Path::new(WINESERVER), &["-k"]);
+    }
+}

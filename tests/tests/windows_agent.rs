@@ -1,0 +1,116 @@
+//! The Windows agent for real, under Wine: the cross-built
+//! `palisade-agent.exe` reads Wine's real registry (values set with
+//! `reg.exe`) and its verdicts are asserted. What Wine cannot show
+//! (BitLocker, the password policy APIs, USB devices) must say `unknown`,
+//! never `pass`.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+use palisade_tests::check_of;
+use palisade_tests::wine::WinePrefix;
+
+const SYSTEM_POLICIES: &str = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Policies\System";
+const USER_DESKTOP: &str = r"HKCU\Control Panel\Desktop";
+const USER_POLICY_DESKTOP: &str = r"HKCU\Software\Policies\Microsoft\Windows\Control Panel\Desktop";
+
+fn screen_lock(prefix: &WinePrefix) -> (String, String) {
+    let run = prefix.agent(&["check", "--json", "--rule", "screen_lock"]);
+    let report = run.json();
+    let check = check_of(&report, "screen_lock");
+    (
+        check["status"].as_str().unwrap_or_default().to_owned(),
+        check["summary"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[test]
+fn a_fresh_windows_fails_screen_lock_and_says_unknown_where_it_cannot_see() {
+    let prefix = WinePrefix::new();
+    let run = prefix.agent(&["check", "--json"]);
+    let report = run.json();
+    assert_eq!(report["agent"]["os"], "windows", "{}", run.dump());
+    let screen = check_of(&report, "screen_lock");
+    assert_eq!(screen["status"], "fail", "{}", run.dump());
+    assert!(
+        screen["summary"]
+            .as_str()
+            .unwrap()
+            .contains("no screen saver is chosen"),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        screen["fix"]
+            .as_str()
+            .unwrap()
+            .contains("Machine inactivity limit"),
+        "{}",
+        run.dump()
+    );
+    for rule in ["disk_encryption", "password_policy", "usb_storage"] {
+        assert_eq!(
+            check_of(&report, rule)["status"],
+            "unknown",
+            "{rule}\n{}",
+            run.dump()
+        );
+    }
+}
+
+#[test]
+fn the_machine_inactivity_limit_is_read_from_the_registry() {
+    let prefix = WinePrefix::new();
+    prefix.reg_add(SYSTEM_POLICIES, "InactivityTimeoutSecs", "REG_DWORD", "600");
+    let (status, summary) = screen_lock(&prefix);
+    assert_eq!(status, "pass", "{summary}");
+    assert!(
+        summary.contains("600 s idle (machine inactivity limit)"),
+        "{summary}"
+    );
+
+    prefix.reg_add(
+        SYSTEM_POLICIES,
+        "InactivityTimeoutSecs",
+        "REG_DWORD",
+        "1800",
+    );
+    let (status, summary) = screen_lock(&prefix);
+    assert_eq!(status, "fail", "{summary}");
+    assert!(summary.contains("after 1800 s idle"), "{summary}");
+
+    // The wrong type is not what Windows reads: unknown, not a pass.
+    prefix.reg_delete(SYSTEM_POLICIES, "InactivityTimeoutSecs");
+    prefix.reg_add(SYSTEM_POLICIES, "InactivityTimeoutSecs", "REG_SZ", "600");
+    let (status, summary) = screen_lock(&prefix);
+    assert_eq!(status, "unknown", "{summary}");
+    assert!(summary.contains("InactivityTimeoutSecs"), "{summary}");
+}
+
+#[test]
+fn a_users_screen_saver_counts_and_group_policy_overrides_it() {
+    let prefix = WinePrefix::new();
+    for (name, data) in [
+        ("SCRNSAVE.EXE", r"C:\windows\system32\scrnsave.scr"),
+        ("ScreenSaveActive", "1"),
+        ("ScreenSaverIsSecure", "1"),
+        ("ScreenSaveTimeOut", "300"),
+    ] {
+        prefix.reg_add(USER_DESKTOP, name, "REG_SZ", data);
+    }
+    let (status, summary) = screen_lock(&prefix);
+    assert_eq!(status, "pass", "{summary}");
+    assert!(
+        summary.contains("after 300 s idle for S-1-5-21-"),
+        "{summary}"
+    );
+
+    prefix.reg_add(USER_POLICY_DESKTOP, "ScreenSaveTimeOut", "REG_SZ", "3600");
+    let (status, summary) = screen_lock(&prefix);
+    assert_eq!(status, "fail", "{summary}");
+    assert!(summary.contains("after 3600 s idle"), "{summary}");
+
+    prefix.reg_add(USER_POLICY_DESKTOP, "ScreenSaveTimeOut", "REG_SZ", "600");
+    prefix.reg_add(USER_DESKTOP, "ScreenSaverIsSecure", "REG_SZ", "0");
+    let (status, summary) = screen_lock(&prefix);
+    assert_eq!(status, "fail", "{summary}");
+    assert!(summary.contains("ScreenSaverIsSecure is 0"), "{summary}");
+}
