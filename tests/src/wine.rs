@@ -30,6 +30,7 @@ pub fn windows_agent() -> PathBuf {
 
 /// A Wine prefix that lives as long as the test; its wineserver is stopped
 /// when it is dropped.
+#[derive(Debug)]
 pub struct WinePrefix {
     dir: tempfile::TempDir,
 }
