@@ -114,3 +114,46 @@ fn a_users_screen_saver_counts_and_group_policy_overrides_it() {
     assert_eq!(status, "fail", "{summary}");
     assert!(summary.contains("ScreenSaverIsSecure is 0"), "{summary}");
 }
+
+#[test]
+fn enforce_sets_the_machine_inactivity_limit_and_undo_restores_it() {
+    let prefix = WinePrefix::new();
+    let limit = || prefix.reg_query(SYSTEM_POLICIES, "InactivityTimeoutSecs");
+
+    // Absent before: enforce sets the policy's 900 s, undo deletes it again.
+    let enforced = prefix.agent(&["enforce", "--rule", "screen_lock"]);
+    assert_eq!(enforced.exit_code, Some(0), "{}", enforced.dump());
+    assert!(
+        enforced.stdout.contains("applied (re-check: pass)"),
+        "{}",
+        enforced.dump()
+    );
+    assert_eq!(limit().as_deref(), Some("0x384"), "{}", enforced.dump());
+    let undone = prefix.agent(&["enforce", "--undo", "screen_lock"]);
+    assert_eq!(undone.exit_code, Some(0), "{}", undone.dump());
+    assert_eq!(limit(), None, "{}", undone.dump());
+
+    // A longer limit is replaced, and undo puts exactly it back.
+    prefix.reg_add(
+        SYSTEM_POLICIES,
+        "InactivityTimeoutSecs",
+        "REG_DWORD",
+        "1800",
+    );
+    let enforced = prefix.agent(&["enforce", "--rule", "screen_lock"]);
+    assert_eq!(enforced.exit_code, Some(0), "{}", enforced.dump());
+    assert_eq!(limit().as_deref(), Some("0x384"), "{}", enforced.dump());
+    let undone = prefix.agent(&["enforce", "--undo", "screen_lock"]);
+    assert_eq!(undone.exit_code, Some(0), "{}", undone.dump());
+    assert_eq!(limit().as_deref(), Some("0x708"), "{}", undone.dump());
+
+    // A stricter limit IT set is kept.
+    prefix.reg_add(SYSTEM_POLICIES, "InactivityTimeoutSecs", "REG_DWORD", "600");
+    let enforced = prefix.agent(&["enforce", "--rule", "screen_lock"]);
+    assert!(
+        enforced.stdout.contains("already compliant"),
+        "{}",
+        enforced.dump()
+    );
+    assert_eq!(limit().as_deref(), Some("0x258"), "{}", enforced.dump());
+}

@@ -39,6 +39,13 @@ pub enum Original {
     File(Option<FileOriginal>),
     /// A directory the enforcer created (it did not exist before).
     CreatedDirectory,
+    /// A Windows REG_DWORD under HKLM (`key` without the hive), or `None`
+    /// for its value when it did not exist.
+    RegistryDword {
+        key: String,
+        name: String,
+        value: Option<u32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +114,29 @@ impl Journal {
         self.save()
     }
 
+    /// Records a REG_DWORD under HKLM as it is now (`current`, `None` when
+    /// absent), unless it was recorded before. Durable before it returns.
+    pub fn record_registry_dword(
+        &mut self,
+        key: &str,
+        name: &str,
+        current: Option<u32>,
+    ) -> anyhow::Result<()> {
+        let path = registry_path(key, name);
+        if self.has(&path) {
+            return Ok(());
+        }
+        self.entries.push((
+            path,
+            Original::RegistryDword {
+                key: key.to_owned(),
+                name: name.to_owned(),
+                value: current,
+            },
+        ));
+        self.save()
+    }
+
     /// Records that the enforcer is about to create the directory `path`.
     pub fn record_created_directory(&mut self, path: &str) -> anyhow::Result<()> {
         if self.has(path) {
@@ -133,6 +163,14 @@ impl Journal {
                     "path": path,
                     "kind": "file",
                     "existed": false,
+                }),
+                Original::RegistryDword { key, name, value } => json!({
+                    "path": path,
+                    "kind": "registry_dword",
+                    "key": key,
+                    "name": name,
+                    "existed": value.is_some(),
+                    "value": value,
                 }),
                 Original::File(Some(file)) => json!({
                     "path": path,
@@ -178,6 +216,15 @@ impl Journal {
                         lines.push(format!("remove {path}"));
                     }
                 }
+                Original::RegistryDword { key, name, value } => {
+                    restore_registry_dword(key, name, *value)
+                        .with_context(|| format!("cannot restore {path}"))?;
+                    tracing::info!(path = %path, "restored the original registry value");
+                    lines.push(match value {
+                        Some(value) => format!("restore {path} = {value}"),
+                        None => format!("delete {path}"),
+                    });
+                }
                 Original::CreatedDirectory => match std::fs::remove_dir(&target) {
                     Ok(()) => {
                         tracing::info!(path = %path, "removed a directory the enforcer had created");
@@ -205,6 +252,28 @@ impl Journal {
         let _ = std::fs::remove_dir(&self.dir);
         Ok(lines)
     }
+}
+
+/// How a registry value is named in the journal and in messages.
+pub fn registry_path(key: &str, name: &str) -> String {
+    format!(r"HKLM\{key}\{name}")
+}
+
+#[cfg(windows)]
+fn restore_registry_dword(key: &str, name: &str, value: Option<u32>) -> io::Result<()> {
+    use crate::sys::registry::{self, Hive};
+    match value {
+        Some(value) => registry::write_dword(Hive::LocalMachine, key, name, value),
+        None => registry::delete_value(Hive::LocalMachine, key, name),
+    }
+}
+
+#[cfg(not(windows))]
+fn restore_registry_dword(_key: &str, _name: &str, _value: Option<u32>) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "a registry value can only be restored on Windows",
+    ))
 }
 
 /// Writes `bytes` to `target` atomically and gives it `mode`.
@@ -303,6 +372,29 @@ fn parse_manifest(bytes: &[u8]) -> anyhow::Result<Vec<(String, Original)>> {
         };
         let original = match (entry["kind"].as_str(), entry["existed"].as_bool()) {
             (Some("directory"), _) => Original::CreatedDirectory,
+            (Some("registry_dword"), Some(existed)) => {
+                let text = |field: &str| {
+                    entry[field]
+                        .as_str()
+                        .map(str::to_owned)
+                        .with_context(|| format!("{path}: no {field}"))
+                };
+                let value = if existed {
+                    Some(
+                        entry["value"]
+                            .as_u64()
+                            .and_then(|v| u32::try_from(v).ok())
+                            .with_context(|| format!("{path}: no 32-bit value"))?,
+                    )
+                } else {
+                    None
+                };
+                Original::RegistryDword {
+                    key: text("key")?,
+                    name: text("name")?,
+                    value,
+                }
+            }
             (Some("file"), Some(false)) => Original::File(None),
             (Some("file"), Some(true)) => {
                 let bytes = entry["bytes_base64"]
@@ -326,4 +418,65 @@ fn parse_manifest(bytes: &[u8]) -> anyhow::Result<Vec<(String, Original)>> {
         out.push((path.to_owned(), original));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_value_is_recorded_once_and_read_back() {
+        let state = tempfile::tempdir().unwrap();
+        let key = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Policies\System";
+        let mut journal = Journal::load(state.path(), "screen_lock").unwrap();
+        journal
+            .record_registry_dword(key, "InactivityTimeoutSecs", Some(1800))
+            .unwrap();
+        // A second enforcement must not replace the true original.
+        journal
+            .record_registry_dword(key, "InactivityTimeoutSecs", Some(900))
+            .unwrap();
+        journal.record_registry_dword(key, "Other", None).unwrap();
+
+        let loaded = Journal::load(state.path(), "screen_lock").unwrap();
+        assert_eq!(
+            loaded.entries(),
+            [
+                (
+                    registry_path(key, "InactivityTimeoutSecs"),
+                    Original::RegistryDword {
+                        key: key.to_owned(),
+                        name: "InactivityTimeoutSecs".to_owned(),
+                        value: Some(1800),
+                    }
+                ),
+                (
+                    registry_path(key, "Other"),
+                    Original::RegistryDword {
+                        key: key.to_owned(),
+                        name: "Other".to_owned(),
+                        value: None,
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[cfg(not(windows))]
+    #[test]
+    fn a_registry_value_cannot_be_restored_off_windows_and_the_journal_stays() {
+        let state = tempfile::tempdir().unwrap();
+        let mut journal = Journal::load(state.path(), "screen_lock").unwrap();
+        journal.record_registry_dword("K", "V", Some(1)).unwrap();
+        let err = journal.restore(&Host::with_root(state.path())).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("only be restored on Windows"),
+            "{err:#}"
+        );
+        assert!(
+            !Journal::load(state.path(), "screen_lock")
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

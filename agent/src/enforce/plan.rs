@@ -84,6 +84,15 @@ pub enum Step {
         value: String,
         description: String,
     },
+    /// Set a REG_DWORD under HKLM (Windows; `key` without the hive), the
+    /// value it replaces recorded first.
+    SetRegistryDword {
+        key: String,
+        name: String,
+        value: u32,
+        /// What is there now (`None`: absent), as the plan read it.
+        current: Option<u32>,
+    },
     /// Something the live system would do that a host root cannot (run
     /// `blockdev` on a device): shown as a change, does nothing.
     Note(String),
@@ -108,6 +117,9 @@ impl Step {
             Self::RemoveFile { path } => format!("remove {path}"),
             Self::Run { command, .. } => format!("run {}", command.display()),
             Self::WriteAttribute { description, .. } => description.clone(),
+            Self::SetRegistryDword {
+                key, name, value, ..
+            } => format!("set {} = {value}", journal::registry_path(key, name)),
             Self::Note(note) => note.clone(),
             Self::Event { description, .. } => return description.clone(),
         })
@@ -235,6 +247,16 @@ fn apply_step(
             write_attribute(&host.path(&path), &value)
                 .with_context(|| format!("cannot write {value:?} to {path}"))?;
         }
+        Step::SetRegistryDword {
+            key,
+            name,
+            value,
+            current,
+        } => {
+            journal.record_registry_dword(&key, &name, current)?;
+            set_registry_dword(&key, &name, value)
+                .with_context(|| format!("cannot set {}", journal::registry_path(&key, &name)))?;
+        }
         Step::Note(note) => {
             tracing::info!(rule = %rule, note = %note, "not done under a host root");
         }
@@ -244,6 +266,20 @@ fn apply_step(
         }
     }
     Ok(())
+}
+
+#[cfg(windows)]
+fn set_registry_dword(key: &str, name: &str, value: u32) -> std::io::Result<()> {
+    use crate::sys::registry::{self, Hive};
+    registry::write_dword(Hive::LocalMachine, key, name, value)
+}
+
+#[cfg(not(windows))]
+fn set_registry_dword(_key: &str, _name: &str, _value: u32) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "the registry exists only on Windows",
+    ))
 }
 
 /// Creates the missing parent directories of `path`, recording each for undo.

@@ -1,5 +1,7 @@
 //! Enforcer for `screen_lock`: the system-wide, locked settings of GNOME
-//! (a dconf system database) and KDE Plasma (`/etc/xdg/kscreenlockerrc`).
+//! (a dconf system database) and KDE Plasma (`/etc/xdg/kscreenlockerrc`)
+//! on Linux; on Windows the machine inactivity limit (see [`native_plan`]),
+//! each change recorded in the undo journal first. Elsewhere it refuses.
 //!
 //! GNOME. The check reads, through gsettings, `org.gnome.desktop.session
 //! idle-delay`, `org.gnome.desktop.screensaver lock-enabled` and
@@ -51,8 +53,14 @@ pub const KSCREENLOCKERRC: &str = "/etc/xdg/kscreenlockerrc";
 /// in one of them to compile anything.
 const COMMAND_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
-/// Plans the screen lock settings for `policy`.
+/// Plans the screen lock settings for `policy`: the Linux desktops' files
+/// (on Linux, and under a host root on any OS), the machine inactivity
+/// limit on a live Windows, and nothing on a live system without an
+/// enforcer yet (a refusal, so nothing is written where it means nothing).
 pub fn plan(host: &Host, policy: &ScreenLockPolicy) -> anyhow::Result<Plan> {
+    if host.is_live_system() && !cfg!(target_os = "linux") {
+        return native_plan(policy);
+    }
     let mut plan = Plan::default();
     plan_gnome(host, policy, &mut plan)?;
     plan_kde(host, policy, &mut plan)?;
@@ -280,6 +288,47 @@ pub fn kscreenlockerrc_with_daemon_group(current: Option<&str>, minutes: u32) ->
         }
     }
     out
+}
+
+/// Windows: "Interactive logon: Machine inactivity limit"
+/// (`InactivityTimeoutSecs`), which locks every session after that many
+/// seconds without input, whoever is logged on and whatever their screen
+/// saver says. Set to the policy's `max_idle_seconds` only when it is
+/// absent, 0 (no limit) or longer: a stricter value IT set is kept.
+#[cfg(windows)]
+fn native_plan(policy: &ScreenLockPolicy) -> anyhow::Result<Plan> {
+    use anyhow::Context as _;
+
+    use super::windows::{INACTIVITY_TIMEOUT, SYSTEM_POLICIES};
+    use crate::sys::registry::{self, Hive};
+
+    let wanted = policy.max_idle_seconds;
+    let current = registry::read_dword(Hive::LocalMachine, SYSTEM_POLICIES, INACTIVITY_TIMEOUT)
+        .with_context(|| format!(r"cannot read HKLM\{SYSTEM_POLICIES}\{INACTIVITY_TIMEOUT}"))?;
+    let mut plan = Plan::default();
+    match current {
+        Some(seconds) if seconds > 0 && seconds <= wanted => plan.notes.push(format!(
+            "the machine inactivity limit is already {seconds} s"
+        )),
+        _ => plan.steps.push(Step::SetRegistryDword {
+            key: SYSTEM_POLICIES.to_owned(),
+            name: INACTIVITY_TIMEOUT.to_owned(),
+            value: wanted,
+            current,
+        }),
+    }
+    Ok(plan)
+}
+
+#[cfg(not(windows))]
+fn native_plan(_policy: &ScreenLockPolicy) -> anyhow::Result<Plan> {
+    Ok(Plan {
+        refusal: Some(format!(
+            "no screen lock enforcer for {} yet",
+            std::env::consts::OS
+        )),
+        ..Plan::default()
+    })
 }
 
 #[cfg(test)]
