@@ -157,3 +157,26 @@ fn enforce_sets_the_machine_inactivity_limit_and_undo_restores_it() {
     );
     assert_eq!(limit().as_deref(), Some("0x258"), "{}", enforced.dump());
 }
+
+#[test]
+fn rules_without_a_windows_enforcer_refuse_and_write_no_linux_paths() {
+    let prefix = WinePrefix::new();
+    for (rule, what) in [
+        (
+            "password_policy",
+            "no password policy enforcer for windows yet",
+        ),
+        ("usb_storage", "no USB storage enforcer for windows yet"),
+    ] {
+        let run = prefix.agent(&["enforce", "--rule", rule]);
+        assert_ne!(run.exit_code, Some(0), "{}", run.dump());
+        assert!(
+            run.stdout.contains(what) || run.stderr.contains(what),
+            "{}",
+            run.dump()
+        );
+    }
+    // `/etc/...` on a live Windows lands on the current drive: C:\etc, or
+    // under Wine (whose Z: is the Linux root) this machine's own /etc.
+    assert!(!prefix.path().join("drive_c/etc").exists());
+}

@@ -59,6 +59,26 @@ pub struct Plan {
     pub refusal: Option<String>,
 }
 
+impl Plan {
+    /// The plan of an enforcer that has nothing for this live system yet:
+    /// a refusal, so a rule's Linux paths are never written where they mean
+    /// nothing (`/etc/...` would become `C:\etc\...` on Windows).
+    pub fn no_enforcer_yet(what: &str) -> Self {
+        Self {
+            refusal: Some(format!(
+                "no {what} enforcer for {} yet",
+                std::env::consts::OS
+            )),
+            ..Self::default()
+        }
+    }
+
+    /// Whether `host` is a live system the Linux enforcers do not fit.
+    pub fn is_foreign_live_system(host: &Host) -> bool {
+        host.is_live_system() && !cfg!(target_os = "linux")
+    }
+}
+
 /// One change.
 #[derive(Debug)]
 pub enum Step {

@@ -36,6 +36,9 @@ pub const DROP_IN: &str = "/etc/security/pwquality.conf.d/palisade.conf";
 const PWQUALITY_LINE: &str = "password\trequisite\t\t\tpam_pwquality.so retry=3";
 
 pub fn plan(host: &Host, policy: &PasswordPolicy) -> anyhow::Result<Plan> {
+    if Plan::is_foreign_live_system(host) {
+        return Ok(Plan::no_enforcer_yet("password policy"));
+    }
     let mut plan = Plan::default();
     let drop_in = drop_in_text(policy);
     if let Some(conflict) = conflict_with_other_files(host, policy, &drop_in)? {

@@ -58,7 +58,7 @@ const COMMAND_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 /// limit on a live Windows, and nothing on a live system without an
 /// enforcer yet (a refusal, so nothing is written where it means nothing).
 pub fn plan(host: &Host, policy: &ScreenLockPolicy) -> anyhow::Result<Plan> {
-    if host.is_live_system() && !cfg!(target_os = "linux") {
+    if Plan::is_foreign_live_system(host) {
         return native_plan(policy);
     }
     let mut plan = Plan::default();
@@ -322,13 +322,7 @@ fn native_plan(policy: &ScreenLockPolicy) -> anyhow::Result<Plan> {
 
 #[cfg(not(windows))]
 fn native_plan(_policy: &ScreenLockPolicy) -> anyhow::Result<Plan> {
-    Ok(Plan {
-        refusal: Some(format!(
-            "no screen lock enforcer for {} yet",
-            std::env::consts::OS
-        )),
-        ..Plan::default()
-    })
+    Ok(Plan::no_enforcer_yet("screen lock"))
 }
 
 #[cfg(test)]

@@ -109,6 +109,9 @@ pub fn sweep(host: &Host, policy: &Policy) -> anyhow::Result<Vec<Event>> {
 
 /// Plans the whole rule: present devices, then the udev rule.
 pub fn plan(host: &Host, policy: &UsbStoragePolicy) -> anyhow::Result<Plan> {
+    if Plan::is_foreign_live_system(host) {
+        return Ok(Plan::no_enforcer_yet("USB storage"));
+    }
     let mut plan = Plan::default();
     let actions = present_device_actions(host, policy)?;
     if !host.exists("/sys/bus/usb") {
