@@ -54,6 +54,16 @@ fn a_fresh_windows_fails_screen_lock_and_says_unknown_where_it_cannot_see() {
             run.dump()
         );
     }
+    // The real API was asked, and Wine's answer is the reason.
+    let password = check_of(&report, "password_policy");
+    assert!(
+        password["summary"]
+            .as_str()
+            .unwrap()
+            .contains("NetUserModalsGet level 0 failed with 2140"),
+        "{}",
+        run.dump()
+    );
 }
 
 #[test]

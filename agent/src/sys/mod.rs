@@ -3,7 +3,8 @@
 //! Probes and enforcers touch the machine only through this module: file
 //! reads and writes under a host root ([`Host`]; a prepared tree in tests and
 //! `--host-root`), external commands that time out and are logged
-//! ([`Host::run`]), and on Windows the registry ([`registry`]). The macOS
+//! ([`Host::run`]), and on Windows the registry ([`registry`]) and the account policy
+//! ([`netapi`], the agent's only direct Win32 call, with `// SAFETY:` notes). The macOS
 //! tools will live here too. Evaluators and parsers import nothing from here: they are pure, so
 //! they compile and are tested on every OS (ARCHITECTURE.md).
 //!
@@ -11,6 +12,8 @@
 //! (a Windows API), it is written here, with a `// SAFETY:` comment.
 
 mod host;
+#[cfg(windows)]
+pub mod netapi;
 #[cfg(windows)]
 pub mod registry;
 mod uevent;

@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 use super::finding::{Finding, Fix, STACK};
 use super::stack::{judge_stack, settings_evidence};
 use super::{
-    DEBIAN_PASSWORD_STACK, FileState, LOGIN_DEFS, LoginDefs, PASS_MAX_DAYS_NEVER, PamFacts,
-    PamFamily, PasswordFacts, REDHAT_PASSWORD_STACKS,
+    DEBIAN_PASSWORD_STACK, FileState, LOGIN_DEFS, LinuxPasswordFacts, LoginDefs,
+    PASS_MAX_DAYS_NEVER, PamFacts, PamFamily, PasswordFacts, REDHAT_PASSWORD_STACKS,
 };
 use crate::checks::Verdict;
 
@@ -80,8 +80,16 @@ pub(super) fn fix_text(fix: &Fix, family: Option<PamFamily>, policy: &PasswordPo
     }
 }
 
-/// Decides the rule from the facts.
+/// Decides the rule from the facts of whichever system they came from.
 pub fn evaluate(facts: &PasswordFacts, policy: &PasswordPolicy) -> Verdict {
+    match facts {
+        PasswordFacts::Linux(facts) => evaluate_linux(facts, policy),
+        PasswordFacts::Windows(facts) => super::evaluate_windows::evaluate(facts, policy),
+    }
+}
+
+/// Linux: the PAM stack's password quality module and login.defs.
+pub(super) fn evaluate_linux(facts: &LinuxPasswordFacts, policy: &PasswordPolicy) -> Verdict {
     let mut evidence = Map::new();
     let mut findings = Vec::new();
     let family = judge_pam(facts, policy, &mut findings, &mut evidence);
@@ -145,7 +153,7 @@ pub(super) fn dedup<'a>(items: impl Iterator<Item = &'a String>) -> Vec<&'a Stri
 }
 
 pub(super) fn judge_pam(
-    facts: &PasswordFacts,
+    facts: &LinuxPasswordFacts,
     policy: &PasswordPolicy,
     findings: &mut Vec<Finding>,
     evidence: &mut Map<String, Value>,

@@ -4,20 +4,20 @@
 //! read becomes a fact, so the evaluator can say which one. Judges nothing.
 
 use super::{
-    DEBIAN_PASSWORD_STACK, FileState, LOGIN_DEFS, MAX_SYMLINK_HOPS, PWQUALITY_VENDOR_DROP_IN_DIR,
-    PWQUALITY_VENDOR_FILE, PamEntryKind, PamFacts, PamFamily, PasswordFacts, PwqualityFacts,
-    REDHAT_PASSWORD_STACKS, load_password_stack, parse_login_defs, pwquality, pwquality_file_order,
-    read_pwquality_files,
+    DEBIAN_PASSWORD_STACK, FileState, LOGIN_DEFS, LinuxPasswordFacts, MAX_SYMLINK_HOPS,
+    PWQUALITY_VENDOR_DROP_IN_DIR, PWQUALITY_VENDOR_FILE, PamEntryKind, PamFacts, PamFamily,
+    PwqualityFacts, REDHAT_PASSWORD_STACKS, load_password_stack, parse_login_defs, pwquality,
+    pwquality_file_order, read_pwquality_files,
 };
 use crate::sys::Host;
 
-pub(super) fn probe(host: &Host) -> PasswordFacts {
+pub(super) fn probe(host: &Host) -> LinuxPasswordFacts {
     let login_defs = match read_in_root(host, LOGIN_DEFS) {
         Ok(Some(text)) => FileState::Read(parse_login_defs(&text)),
         Ok(None) => FileState::Absent,
         Err(error) => FileState::Unreadable(error),
     };
-    PasswordFacts {
+    LinuxPasswordFacts {
         login_defs,
         pwquality: probe_pwquality(host),
         pam: probe_pam(host),

@@ -35,6 +35,7 @@
 
 pub mod enforce;
 mod evaluate;
+mod evaluate_windows;
 mod finding;
 // Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
 // a Linux tree wherever the agent runs, and gets this probe.
@@ -49,6 +50,8 @@ mod stack;
 mod windows;
 
 pub use evaluate::evaluate;
+#[cfg(test)]
+use evaluate::evaluate_linux;
 pub(crate) use linux::{pam_module_installed, read_in_root};
 
 pub use login_defs::{LoginDefs, LoginDefsValue, parse_login_defs};
@@ -150,9 +153,47 @@ pub struct PwqualityFacts {
     pub vendor_files: Vec<String>,
 }
 
-/// What the probe found, not yet judged.
+/// What the probe found, not yet judged, in the terms of its system.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PasswordFacts {
+#[allow(clippy::large_enum_variant)] // one value a check cycle: boxing buys nothing
+pub enum PasswordFacts {
+    Linux(LinuxPasswordFacts),
+    Windows(WindowsPasswordFacts),
+}
+
+/// Windows: the local account policy as `NetUserModalsGet` reports it
+/// (level 0: length and ages; level 3: lockout), or why it could not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowsPasswordFacts {
+    pub accounts: Result<WindowsAccountPolicy, String>,
+    pub lockout: Result<WindowsLockoutPolicy, String>,
+    /// "Password must meet complexity requirements": not read yet (it
+    /// lives in the security database, exported by `secedit`), so `None`.
+    pub complexity: Option<bool>,
+}
+
+/// `USER_MODALS_INFO_0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowsAccountPolicy {
+    pub min_password_length: u32,
+    /// Seconds; `None` for `TIMEQ_FOREVER` (passwords never expire).
+    pub max_password_age_seconds: Option<u32>,
+    pub min_password_age_seconds: u32,
+    pub password_history_length: u32,
+}
+
+/// `USER_MODALS_INFO_3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowsLockoutPolicy {
+    /// Failed logons before lockout; 0 never locks out.
+    pub threshold: u32,
+    pub duration_seconds: u32,
+    pub observation_window_seconds: u32,
+}
+
+/// Linux: login.defs, libpwquality and the PAM stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinuxPasswordFacts {
     pub login_defs: FileState<LoginDefs>,
     pub pwquality: PwqualityFacts,
     pub pam: PamFacts,
@@ -188,7 +229,7 @@ impl Rule for PasswordRule {
         // A host root (tests, `--host-root`) is a Linux tree on every OS, so
         // it gets the Linux probe wherever the agent runs.
         if cfg!(target_os = "linux") || !host.is_live_system() {
-            Ok(linux::probe(host))
+            Ok(PasswordFacts::Linux(linux::probe(host)))
         } else {
             native_probe(host)
         }

@@ -827,7 +827,7 @@ fn unreadable_files_become_facts_with_their_path() {
     std::fs::create_dir_all(root.path().join("etc/pam.d/common-password")).unwrap();
     let facts = probe_linux(&Host::with_root(root.path()));
     assert!(matches!(&facts.login_defs, FileState::Unreadable(_)));
-    let verdict = evaluate(&facts, &policy(12, None, Some(90)));
+    let verdict = evaluate_linux(&facts, &policy(12, None, Some(90)));
     assert_eq!(verdict.status, CheckStatus::Unknown, "{}", verdict.summary);
     assert!(
         verdict
@@ -880,7 +880,7 @@ fn optional_pwquality_lines_count_only_when_the_module_is_installed() {
     )
     .unwrap();
     let host = Host::with_root(root.path());
-    let before = evaluate(&probe_linux(&host), &baseline());
+    let before = evaluate_linux(&probe_linux(&host), &baseline());
     assert_eq!(before.status, CheckStatus::Fail, "{}", before.summary);
     assert!(
         before.summary.contains("not enforced by PAM"),
@@ -891,7 +891,7 @@ fn optional_pwquality_lines_count_only_when_the_module_is_installed() {
     let security = root.path().join("usr/lib/x86_64-linux-gnu/security");
     std::fs::create_dir_all(&security).unwrap();
     std::fs::write(security.join("pam_pwquality.so"), "").unwrap();
-    let after = evaluate(&probe_linux(&host), &baseline());
+    let after = evaluate_linux(&probe_linux(&host), &baseline());
     assert_eq!(after.status, CheckStatus::Pass, "{}", after.summary);
 }
 
@@ -932,7 +932,7 @@ struct Case {
     pwquality: &'static str,
     login_defs: Option<&'static str>,
     policy: PasswordPolicy,
-    tweak: fn(&mut PasswordFacts),
+    tweak: fn(&mut LinuxPasswordFacts),
     status: CheckStatus,
     summary_has: &'static [&'static str],
     fix_has: &'static str,
@@ -961,7 +961,7 @@ impl Case {
         self.login_defs = text;
         self
     }
-    fn tweak(mut self, tweak: fn(&mut PasswordFacts)) -> Self {
+    fn tweak(mut self, tweak: fn(&mut LinuxPasswordFacts)) -> Self {
         self.tweak = tweak;
         self
     }
@@ -976,14 +976,14 @@ impl Case {
     }
 }
 
-fn facts_for(case: &Case) -> PasswordFacts {
+fn facts_for(case: &Case) -> LinuxPasswordFacts {
     let stack = memory_stack(DEBIAN_PASSWORD_STACK, &[(DEBIAN_PASSWORD_STACK, &case.pam)]);
     let files = if case.pwquality.is_empty() {
         Vec::new()
     } else {
         vec![(PWQUALITY_MAIN_FILE.to_owned(), case.pwquality.to_owned())]
     };
-    let mut facts = PasswordFacts {
+    let mut facts = LinuxPasswordFacts {
         login_defs: case.login_defs.map_or(FileState::Absent, |text| {
             FileState::Read(parse_login_defs(text))
         }),
@@ -1002,7 +1002,7 @@ fn facts_for(case: &Case) -> PasswordFacts {
 }
 
 fn check_case(case: &Case) {
-    let verdict = evaluate(&facts_for(case), &case.policy);
+    let verdict = evaluate_linux(&facts_for(case), &case.policy);
     assert_eq!(
         verdict.status, case.status,
         "{}: {} / {}",
@@ -1037,7 +1037,7 @@ fn check_case(case: &Case) {
 const DEBIAN_DEFAULT_STACK: &str = "password\t[success=1 default=ignore]\tpam_unix.so obscure yescrypt\n\
     password\trequisite\t\t\tpam_deny.so\npassword\trequired\t\t\tpam_permit.so\n";
 
-fn two_stacks(facts: &mut PasswordFacts) {
+fn two_stacks(facts: &mut LinuxPasswordFacts) {
     let PamFacts::Stacks { stacks, .. } = &facts.pam else {
         return;
     };
@@ -1255,7 +1255,7 @@ fn evidence_names_the_sources_and_the_pam_line() {
         debian_stack_with("minlen=10"),
         "minlen = 14\ndcredit = 1\n",
     );
-    let verdict = evaluate(&facts_for(&case), &baseline());
+    let verdict = evaluate_linux(&facts_for(&case), &baseline());
     let evidence = &verdict.evidence;
     assert_eq!(evidence["pam_family"], "debian");
     assert_eq!(evidence["min_length_required"], 12);
@@ -1291,4 +1291,84 @@ fn evidence_names_the_sources_and_the_pam_line() {
         evidence["login_defs"]["values"]["PASS_MAX_DAYS"]["value"],
         "99999"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Windows: the evaluator over NetUserModalsGet's numbers (the probe runs
+// under Wine in tests/tests/windows_agent.rs, where the API answers 2140).
+
+fn windows_facts(min_length: u32, max_age_days: Option<u32>) -> PasswordFacts {
+    PasswordFacts::Windows(WindowsPasswordFacts {
+        accounts: Ok(WindowsAccountPolicy {
+            min_password_length: min_length,
+            max_password_age_seconds: max_age_days.map(|d| d * 86_400),
+            min_password_age_seconds: 0,
+            password_history_length: 24,
+        }),
+        lockout: Err("not read".into()),
+        complexity: None,
+    })
+}
+
+#[test]
+fn windows_account_policy_is_judged_and_never_guessed() {
+    use CheckStatus::{Fail, Pass, Unknown};
+    let cases: [(&str, PasswordFacts, PasswordPolicy, CheckStatus, &str); 6] = [
+        (
+            "long enough",
+            windows_facts(14, None),
+            policy(12, None, None),
+            Pass,
+            "is 14",
+        ),
+        (
+            "too short",
+            windows_facts(8, None),
+            policy(12, None, None),
+            Fail,
+            "length is 8",
+        ),
+        (
+            "never expires when the policy asks expiry",
+            windows_facts(14, None),
+            policy(12, None, Some(90)),
+            Fail,
+            "never expire",
+        ),
+        (
+            "expires too late",
+            windows_facts(14, Some(365)),
+            policy(12, None, Some(90)),
+            Fail,
+            "after 365 days",
+        ),
+        (
+            "complexity unread is unknown",
+            windows_facts(14, Some(30)),
+            policy(12, Some(3), Some(90)),
+            Unknown,
+            "complexity",
+        ),
+        (
+            "the API failing is unknown",
+            PasswordFacts::Windows(WindowsPasswordFacts {
+                accounts: Err("NetUserModalsGet level 0 failed with 2140".into()),
+                lockout: Err("NetUserModalsGet level 3 failed with 2140".into()),
+                complexity: None,
+            }),
+            policy(12, None, None),
+            Unknown,
+            "2140",
+        ),
+    ];
+    for (name, facts, policy, status, summary) in cases {
+        let verdict = evaluate(&facts, &policy);
+        assert_eq!(verdict.status, status, "{name}: {verdict:?}");
+        assert!(verdict.summary.contains(summary), "{name}: {verdict:?}");
+        assert_eq!(
+            verdict.fix.is_empty(),
+            status != Fail,
+            "{name}: {verdict:?}"
+        );
+    }
 }
