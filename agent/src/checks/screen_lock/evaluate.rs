@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::parse::{DesktopFamily, KDE_DEFAULT_LOCK_GRACE_SECONDS, desktop_family};
 use super::{
     DisplayServerProcess, GnomeLockSettings, KdeLockSettings, LinuxLockFacts, LockSettings,
-    ScreenLockFacts, SessionFacts,
+    SessionFacts,
 };
 use crate::checks::Verdict;
 
@@ -87,16 +87,8 @@ pub(super) fn kde_outcome(kde: &KdeLockSettings) -> SessionOutcome {
     }
 }
 
-/// Decides the rule from the facts.
-pub fn evaluate(facts: &ScreenLockFacts, policy: &ScreenLockPolicy) -> Verdict {
-    match facts {
-        ScreenLockFacts::Linux(facts) => evaluate_linux(facts, policy),
-        ScreenLockFacts::Windows(facts) => super::evaluate_windows::evaluate(facts, policy),
-    }
-}
-
 /// Linux: every graphical session must lock in time.
-fn evaluate_linux(facts: &LinuxLockFacts, policy: &ScreenLockPolicy) -> Verdict {
+pub(super) fn evaluate_linux(facts: &LinuxLockFacts, policy: &ScreenLockPolicy) -> Verdict {
     let max_seconds = u64::from(policy.max_idle_seconds);
     if facts.sessions.is_empty() {
         return evaluate_without_sessions(facts, policy);

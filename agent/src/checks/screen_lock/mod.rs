@@ -60,7 +60,6 @@ mod parse;
 #[cfg(windows)]
 mod windows;
 
-pub use evaluate::evaluate;
 pub(crate) use linux::logind_sessions;
 pub use linux::{cgroup_contains_unit, is_display_server_process};
 pub use parse::{
@@ -290,6 +289,14 @@ impl Rule for ScreenLock {
     /// Lock, or Screen in GNOME 46 and later, both inside `privacy`).
     fn settings_panel(&self) -> Option<&'static [&'static str]> {
         Some(&["privacy"])
+    }
+}
+
+/// Decides the rule from the facts of whichever system they came from.
+pub fn evaluate(facts: &ScreenLockFacts, policy: &ScreenLockPolicy) -> Verdict {
+    match facts {
+        ScreenLockFacts::Linux(facts) => evaluate::evaluate_linux(facts, policy),
+        ScreenLockFacts::Windows(facts) => evaluate_windows::evaluate(facts, policy),
     }
 }
 
