@@ -1,8 +1,9 @@
 //! `palisade-agent run`: the background daemon.
 //!
 //! At start it loads its identity, opens the spool (repairing what a crash
-//! left), and enrolls if it has not (secret from the config or
-//! `PALISADE_ENROLL_SECRET`). Then, every `interval_seconds`, it fetches the
+//! left), and enrolls if it has not (secret from the config,
+//! `PALISADE_ENROLL_SECRET`, or where a silent installer left it: see
+//! [`installer`], which also deletes it once enrolled). Then, every `interval_seconds`, it fetches the
 //! policy (ETag, verified against the pinned key), runs a check cycle that
 //! spools a signed report, and wakes the sender, which delivers the spool in
 //! order with backoff. SIGTERM or SIGINT stop it after the write in progress.
@@ -21,6 +22,7 @@ pub mod cycle;
 pub mod deadlines;
 pub mod enroll;
 pub mod http;
+pub mod installer;
 pub mod policy;
 mod reload;
 pub mod sender;
@@ -460,23 +462,46 @@ async fn ensure_enrolled(
         }
         tracing::warn!("the enrollment record belongs to another key; enrolling again");
     }
+    // The installer's settings fill what the config and the environment
+    // leave unset (installer.rs says where each system's installer puts them).
+    let installer = installer::read(&config.state_dir)?;
     let secret = match (&config.enroll_secret, std::env::var(ENROLL_SECRET_ENV)) {
         (Some(secret), _) => secret.clone(),
         (None, Ok(text)) if !text.is_empty() => EnrollSecret::new(text),
-        _ => bail!(
-            "this device is not enrolled: run `palisade-agent enroll --collector URL --secret SECRET`, \
-             or set enroll_secret in the config or {ENROLL_SECRET_ENV}"
-        ),
+        _ => match installer.enroll_secret {
+            Some(secret) => secret,
+            None => bail!(
+                "this device is not enrolled: run `palisade-agent enroll --collector URL --secret SECRET`, \
+                 or set enroll_secret in the config or {ENROLL_SECRET_ENV}"
+            ),
+        },
     };
-    let Some(collector) = &config.collector_url else {
-        bail!("this device is not enrolled and collector_url is not set in the config");
+    let collector = match (&config.collector_url, &installer.collector_url) {
+        (Some(url), _) => url.clone(),
+        (None, Some(text)) => CollectorUrl::parse(text)
+            .map_err(|err| anyhow::anyhow!("the installer's collector URL {text:?}: {err}"))?,
+        (None, None) => {
+            bail!("this device is not enrolled and collector_url is not set in the config")
+        }
     };
+    let collector = &collector;
     let mut failures = 0;
     loop {
         match enroll::enroll(client, collector, &secret, identity).await {
             Ok(enrollment) => {
                 enrollment.save(&config.state_dir)?;
                 tracing::info!(device = %enrollment.device_id, "enrolled");
+                // Enrolled: the secret has done its work and must not stay
+                // where the installer left it. Failing to delete it is
+                // logged, not fatal: the device is enrolled either way.
+                if let Err(err) = installer::forget_secret(&config.state_dir) {
+                    tracing::error!(error = %format!("{err:#}"), "cannot delete the installer's enrollment secret");
+                }
+                if config.enroll_secret.is_some() {
+                    tracing::warn!(
+                        "enrolled: remove enroll_secret from the config file, it is no longer needed"
+                    );
+                }
                 return Ok(enrollment);
             }
             Err(err) => {
