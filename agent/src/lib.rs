@@ -19,5 +19,6 @@ pub mod nudge;
 pub mod policy;
 pub mod report;
 pub mod spool;
+pub mod state_dir;
 pub mod status;
 pub mod sys;

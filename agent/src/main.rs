@@ -22,9 +22,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colour only for a person at a terminal; logs in files and pipes stay plain.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match cli.log_format {
-        cli::LogFormatArg::Text => logger.init(),
-        cli::LogFormatArg::Json => logger.json().init(),
+    if cli.command.logs_to_stderr() {
+        match cli.log_format {
+            cli::LogFormatArg::Text => logger.init(),
+            cli::LogFormatArg::Json => logger.json().init(),
+        }
     }
     match try_main(cli) {
         Ok(code) => ExitCode::from(code),
@@ -60,5 +62,8 @@ fn try_main(cli: Cli) -> anyhow::Result<u8> {
         Command::Identity(args) => cli::daemon::identity(&args).map(|()| exit::COMPLIANT),
         Command::Spool(command) => cli::daemon::spool(&command).map(|()| exit::COMPLIANT),
         Command::Nudge(args) => runtime()?.block_on(cli::nudge::run(&args)),
+        // The service builds its own runtime on the SCM's thread.
+        #[cfg(windows)]
+        Command::Service(args) => cli::service::run(&args, cli.log_format),
     }
 }

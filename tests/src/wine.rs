@@ -116,6 +116,34 @@ impl WinePrefix {
     }
 }
 
+/// The Windows path Wine gives a Linux path: drive `Z:` is the Linux root,
+/// so `/tmp/x/y` is `Z:\tmp\x\y`.
+pub fn windows_path(path: &Path) -> String {
+    format!("Z:{}", path.display().to_string().replace('/', "\\"))
+}
+
+impl WinePrefix {
+    /// `sc create NAME binPath= COMMAND_LINE` then `net start NAME`,
+    /// asserting both worked: the prefix's Service Control Manager runs
+    /// the service as Windows would.
+    pub fn create_and_start_service(&self, name: &str, command_line: &str) {
+        let created = self.wine(&["sc", "create", name, "binPath=", command_line]);
+        assert_eq!(
+            created.exit_code,
+            Some(0),
+            "sc create failed\n{}",
+            created.dump()
+        );
+        let started = self.wine(&["net", "start", name]);
+        assert_eq!(
+            started.exit_code,
+            Some(0),
+            "net start failed\n{}",
+            started.dump()
+        );
+    }
+}
+
 impl Default for WinePrefix {
     fn default() -> Self {
         Self::new()

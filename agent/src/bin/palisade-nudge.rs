@@ -6,20 +6,17 @@
 //!
 //! With no console there is no stderr to read, so on Windows it logs to
 //! `%LOCALAPPDATA%\Palisade\nudge.log` unless `--log-file` says otherwise;
-//! elsewhere it logs to stderr unless `--log-file` is given.
+//! elsewhere it logs to stderr unless `--log-file` is given. A log past
+//! `cli::log_file::MAX_LOG_BYTES` is moved aside at start.
 #![cfg_attr(windows, windows_subsystem = "windows")]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 
 use clap::Parser;
+use palisade_agent::cli::log_file::open_log;
 use palisade_agent::cli::{exit, nudge};
-
-/// A log file past this size is moved to `<name>.old` when the helper
-/// starts (one generation kept), so a helper that warns every minute for
-/// months cannot fill the user's disk.
-const MAX_LOG_BYTES: u64 = 1024 * 1024;
 
 /// Shows desktop notifications for the failing rules the daemon reports.
 #[derive(Debug, Parser)]
@@ -80,25 +77,4 @@ fn default_log_file() -> Option<PathBuf> {
     } else {
         None
     }
-}
-
-/// Opens `path` for appending, making its directory and moving an
-/// oversized old log aside first.
-fn open_log(path: &Path) -> anyhow::Result<std::fs::File> {
-    use anyhow::Context as _;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create the log directory {}", parent.display()))?;
-    }
-    if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
-        let mut old = path.as_os_str().to_owned();
-        old.push(".old");
-        std::fs::rename(path, &old)
-            .with_context(|| format!("cannot move the full log {} aside", path.display()))?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open the log file {}", path.display()))
 }

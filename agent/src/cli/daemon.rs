@@ -15,7 +15,7 @@ use crate::identity::{Enrollment, Identity, KeyStore};
 use crate::sys::Host;
 
 /// Where the agent's config and state are.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     /// Config file (default: the system path, e.g. /etc/palisade/agent.toml, if it exists).
     #[arg(long, value_name = "FILE")]
@@ -131,8 +131,7 @@ pub async fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
         (None, Some(url)) => url.clone(),
         (None, None) => bail!("give --collector URL or set collector_url in the config"),
     };
-    crate::durable::create_dir_private(&config.state_dir)
-        .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
+    crate::state_dir::prepare(&config.state_dir)?;
     let identity = Identity::load_or_create(KeyStore::for_this_os(&config.state_dir))?;
     let client = daemon::http::client(&config)?;
     let secret = EnrollSecret::new(args.secret.clone());
@@ -217,6 +216,9 @@ pub fn identity(args: &IdentityArgs) -> anyhow::Result<()> {
     println!("key id:      {}", identity.key_id());
     println!("public key:  {}", identity.public_key_base64());
     println!("key store:   {}", identity.store);
+    if let Some(acl) = crate::state_dir::describe_acl(&config.state_dir) {
+        println!("state acl:   {acl}");
+    }
     if let Some(enrollment) = enrollment {
         println!("collector:   {}", enrollment.collector_url);
     }

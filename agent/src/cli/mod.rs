@@ -3,7 +3,10 @@
 pub mod check;
 pub mod daemon;
 pub mod enforce;
+pub mod log_file;
 pub mod nudge;
+#[cfg(windows)]
+pub mod service;
 
 use std::path::Path;
 
@@ -70,6 +73,25 @@ pub enum Command {
     Spool(daemon::SpoolCommand),
     /// Show this desktop session's user what to fix, as notifications (run at login).
     Nudge(nudge::NudgeArgs),
+    /// Run the daemon as a Windows service (the Service Control Manager
+    /// starts this; in a console use `run`).
+    #[cfg(windows)]
+    Service(service::ServiceArgs),
+}
+
+impl Command {
+    /// Whether this command logs to stderr (everything but the Windows
+    /// service, which has none and sets up its own log file).
+    pub fn logs_to_stderr(&self) -> bool {
+        #[cfg(windows)]
+        {
+            !matches!(self, Self::Service(_))
+        }
+        #[cfg(not(windows))]
+        {
+            true
+        }
+    }
 }
 
 /// Reads and validates a policy file; every problem is reported as

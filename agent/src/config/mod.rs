@@ -290,6 +290,12 @@ pub fn default_socket_path() -> PathBuf {
     }
 }
 
+/// `%ProgramData%\Palisade`: the config file, and the default state
+/// directory inside it (Windows only; `state_dir` protects both).
+pub fn default_data_dir() -> PathBuf {
+    program_data().join("Palisade")
+}
+
 /// `%ProgramData%`, which is `C:\ProgramData` unless Windows was installed
 /// elsewhere.
 fn program_data() -> PathBuf {

@@ -199,9 +199,9 @@ pub async fn run(
 /// Prepares the state directory and opens what lives in it: the device
 /// identity, the spool (repairing what a crash left) and the status board.
 fn open_state(config: &AgentConfig) -> anyhow::Result<(Identity, Arc<Mutex<Spool>>, StatusBoard)> {
-    crate::durable::create_dir_private(&config.state_dir).with_context(|| {
+    crate::state_dir::prepare(&config.state_dir).with_context(|| {
         format!(
-            "cannot create the state directory {}",
+            "cannot use the state directory {}",
             config.state_dir.display()
         )
     })?;

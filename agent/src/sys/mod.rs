@@ -11,11 +11,16 @@
 //! Modelled on sudo-rs's `src/system/`: if the agent ever needs `unsafe`
 //! (a Windows API), it is written here, with a `// SAFETY:` comment.
 
+#[cfg(windows)]
+pub mod acl;
 mod host;
 #[cfg(windows)]
 pub mod netapi;
 #[cfg(windows)]
 pub mod registry;
+pub mod sddl;
+#[cfg(windows)]
+pub mod service;
 mod uevent;
 
 pub use host::{CommandError, CommandOutput, CommandSpec, DEFAULT_COMMAND_TIMEOUT, Host};
