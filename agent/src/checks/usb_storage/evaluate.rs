@@ -8,8 +8,8 @@ use palisade_shared::report::CheckStatus;
 use serde_json::{Map, Value, json};
 
 use super::{
-    BlockDeviceScan, MASS_STORAGE_CLASS, ModuleRules, PreventiveControls, UsbBus, UsbDevice,
-    UsbGuardState, UsbInterface, UsbStorageFacts,
+    BlockDeviceScan, LinuxUsbFacts, MASS_STORAGE_CLASS, ModuleRules, PreventiveControls, UsbBus,
+    UsbDevice, UsbGuardState, UsbInterface,
 };
 use crate::checks::Verdict;
 
@@ -310,7 +310,7 @@ pub(super) fn controls_evidence(controls: &PreventiveControls) -> (Value, Vec<St
 }
 
 /// Decides the rule from the facts.
-pub fn evaluate(facts: &UsbStorageFacts, policy: &UsbStoragePolicy) -> Verdict {
+pub fn evaluate(facts: &LinuxUsbFacts, policy: &UsbStoragePolicy) -> Verdict {
     let (mut controls, mut in_place) = controls_evidence(&facts.controls);
     let allowlist: Vec<String> = policy.allow.iter().map(UsbDeviceMatch::to_string).collect();
     let devices = match &facts.usb_bus {

@@ -11,14 +11,14 @@ use super::parse::{
     parse_usb_id,
 };
 use super::{
-    BLOCK_SEARCH_DEPTH, BlockDeviceScan, BlockDeviceState, MASS_STORAGE_CLASS,
+    BLOCK_SEARCH_DEPTH, BlockDeviceScan, BlockDeviceState, LinuxUsbFacts, MASS_STORAGE_CLASS,
     MODPROBE_CONFIG_DIRS, ModprobeControls, PreventiveControls, USBGUARD_DAEMON_CONFIG, UsbBus,
-    UsbDevice, UsbGuardState, UsbInterface, UsbStorageFacts,
+    UsbDevice, UsbGuardState, UsbInterface,
 };
 use crate::checks::ProbeError;
 use crate::sys::{CommandError, CommandSpec, Host};
 
-pub(super) fn probe(host: &Host) -> Result<UsbStorageFacts, ProbeError> {
+pub(super) fn probe(host: &Host) -> Result<LinuxUsbFacts, ProbeError> {
     let controls = probe_controls(host);
     let usb_bus = match host.list_dir("/sys/bus/usb") {
         Ok(None) => UsbBus::Absent,
@@ -29,7 +29,7 @@ pub(super) fn probe(host: &Host) -> Result<UsbStorageFacts, ProbeError> {
             )));
         }
     };
-    Ok(UsbStorageFacts { usb_bus, controls })
+    Ok(LinuxUsbFacts { usb_bus, controls })
 }
 
 pub(super) fn probe_usb_devices(host: &Host) -> Result<Vec<UsbDevice>, ProbeError> {

@@ -38,12 +38,14 @@
 
 pub mod enforce;
 mod evaluate;
+mod evaluate_windows;
 // Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
 // a Linux tree wherever the agent runs, and gets this probe.
 mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
 mod parse;
+mod parse_windows;
 #[cfg(windows)]
 mod windows;
 
@@ -62,17 +64,83 @@ use palisade_shared::Policy;
 use palisade_shared::policy::{RuleSettings, UsbStoragePolicy};
 use palisade_shared::report::Event;
 
-use super::{Enforcer, ProbeError, Rule, Verdict};
+use super::{Enforcer, ProbeError, RegistryRead, Rule, Verdict};
 use crate::sys::{Host, Uevent};
 
 #[derive(Debug)]
 pub struct UsbStorage;
 
-/// What the probe found: raw facts, not yet judged.
+/// What the probe found: raw facts, not yet judged, in the shape of the
+/// system they came from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct UsbStorageFacts {
+pub enum UsbStorageFacts {
+    /// sysfs and the kmod configuration (a live Linux, or any host root).
+    Linux(LinuxUsbFacts),
+    /// SetupAPI's device tree and the registry (a live Windows).
+    Windows(WindowsUsbFacts),
+}
+
+/// What the Linux probe found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinuxUsbFacts {
     pub usb_bus: UsbBus,
     pub controls: PreventiveControls,
+}
+
+/// What the Windows probe found (`windows.rs`; decided by
+/// `evaluate_windows.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowsUsbFacts {
+    /// `HKLM\SYSTEM\CurrentControlSet\Services\USBSTOR\Start`: 4 means the
+    /// bulk-only mass-storage driver never loads for a device plugged in
+    /// from now on.
+    pub usbstor_start: RegistryRead<u32>,
+    /// The same for `UASPStor`, the driver of USB Attached SCSI sticks and
+    /// disks, which USBSTOR's switch does not cover.
+    pub uaspstor_start: RegistryRead<u32>,
+    /// The Group Policy "Removable Storage Access" values.
+    pub removable_storage_policy: RemovableStoragePolicy,
+    /// The present USB devices that offer mass storage, or why the device
+    /// tree could not be read.
+    pub devices: Result<Vec<WindowsStorageDevice>, String>,
+}
+
+/// `HKLM\SOFTWARE\Policies\Microsoft\Windows\RemovableStorageDevices`:
+/// `Deny_All` in the key itself, `Deny_Read`/`Deny_Write` in the subkey of
+/// the removable-disk class. Windows applies them when a device arrives (or
+/// at the next restart, which the policy's `ForceReboot` exists for), so each
+/// key's last write time is kept to compare with the devices' arrival.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemovableStoragePolicy {
+    pub deny_all: RegistryRead<u32>,
+    /// When the `RemovableStorageDevices` key was last written (a FILETIME:
+    /// 100 ns ticks since 1601); `None` when the key is absent or unreadable.
+    pub deny_all_written: Option<u64>,
+    pub deny_read: RegistryRead<u32>,
+    pub deny_write: RegistryRead<u32>,
+    /// When the removable-disk class subkey was last written.
+    pub class_written: Option<u64>,
+}
+
+/// One present USB device node that offers mass storage (its compatible
+/// ids include `USB\Class_08`): a whole device, or one interface of a
+/// composite device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowsStorageDevice {
+    /// The device instance id, e.g. `USB\VID_0781&PID_5567\4C530001230512116283`.
+    pub instance_id: String,
+    /// For an interface of a composite device (`…&MI_00\…`), its parent's
+    /// instance id, which carries the device's serial.
+    pub parent_instance_id: Option<String>,
+    /// The friendly name or device description Windows shows.
+    pub description: Option<String>,
+    /// Whether the node's function driver runs (`DN_STARTED`); `None` when
+    /// the status could not be read. A mass-storage node whose driver is
+    /// disabled (USBSTOR Start = 4) is present but not started.
+    pub started: Option<bool>,
+    /// When Windows last saw it arrive (`DEVPKEY_Device_LastArrivalDate`, a
+    /// FILETIME); `None` when Windows does not record it.
+    pub arrived: Option<u64>,
 }
 
 /// Whether the machine has a USB bus, and what is on it.
@@ -274,14 +342,17 @@ impl Rule for UsbStorage {
     fn probe(&self, host: &Host, _policy: &Self::Policy) -> Result<UsbStorageFacts, ProbeError> {
         // A prepared tree is a Linux tree whatever the agent was built for.
         if cfg!(target_os = "linux") || !host.is_live_system() {
-            linux::probe(host)
+            linux::probe(host).map(UsbStorageFacts::Linux)
         } else {
             native_probe(host)
         }
     }
 
     fn evaluate(&self, facts: &UsbStorageFacts, policy: &Self::Policy) -> Verdict {
-        evaluate(facts, policy)
+        match facts {
+            UsbStorageFacts::Linux(facts) => evaluate::evaluate(facts, policy),
+            UsbStorageFacts::Windows(facts) => evaluate_windows::evaluate(facts, policy),
+        }
     }
 
     fn settings(&self, policy: &Self::Policy) -> RuleSettings {

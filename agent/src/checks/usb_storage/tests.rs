@@ -28,18 +28,18 @@ fn policy(storage: UsbStorageMode, allow: &[&str]) -> UsbStoragePolicy {
     }
 }
 
-fn captured(scenario: &str) -> UsbStorageFacts {
+fn captured(scenario: &str) -> LinuxUsbFacts {
     probe_linux(&Host::with_root(format!("{FIXTURES}/{scenario}"))).unwrap()
 }
 
-fn devices_of(facts: &UsbStorageFacts) -> &[UsbDevice] {
+fn devices_of(facts: &LinuxUsbFacts) -> &[UsbDevice] {
     match &facts.usb_bus {
         UsbBus::Present(devices) => devices,
         UsbBus::Absent => panic!("expected a USB bus"),
     }
 }
 
-fn device<'f>(facts: &'f UsbStorageFacts, name: &str) -> &'f UsbDevice {
+fn device<'f>(facts: &'f LinuxUsbFacts, name: &str) -> &'f UsbDevice {
     devices_of(facts)
         .iter()
         .find(|d| d.name == name)
@@ -622,8 +622,8 @@ fn no_controls() -> PreventiveControls {
     }
 }
 
-fn facts(devices: Vec<UsbDevice>) -> UsbStorageFacts {
-    UsbStorageFacts {
+fn facts(devices: Vec<UsbDevice>) -> LinuxUsbFacts {
+    LinuxUsbFacts {
         usb_bus: UsbBus::Present(devices),
         controls: no_controls(),
     }
@@ -631,7 +631,7 @@ fn facts(devices: Vec<UsbDevice>) -> UsbStorageFacts {
 
 struct Case {
     name: &'static str,
-    facts: UsbStorageFacts,
+    facts: LinuxUsbFacts,
     storage: UsbStorageMode,
     allow: &'static [&'static str],
     status: CheckStatus,
@@ -696,7 +696,7 @@ fn evaluator_cases() {
     let cases = [
         Case {
             name: "no USB bus",
-            facts: UsbStorageFacts {
+            facts: LinuxUsbFacts {
                 usb_bus: UsbBus::Absent,
                 controls: no_controls(),
             },
