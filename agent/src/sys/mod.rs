@@ -3,8 +3,10 @@
 //! Probes and enforcers touch the machine only through this module: file
 //! reads and writes under a host root ([`Host`]; a prepared tree in tests and
 //! `--host-root`), external commands that time out and are logged
-//! ([`Host::run`]), and on Windows the registry ([`registry`]) and the account policy
-//! ([`netapi`], the agent's only direct Win32 call, with `// SAFETY:` notes). The macOS
+//! ([`Host::run`]), and on Windows the registry ([`registry`]), the account policy
+//! ([`netapi`]), the USB device tree ([`setupapi`]), the state directory's ACL
+//! ([`acl`]) and the service dispatcher ([`service`]); the direct Win32 calls
+//! carry `// SAFETY:` notes. The macOS
 //! tools will live here too. Evaluators and parsers import nothing from here: they are pure, so
 //! they compile and are tested on every OS (ARCHITECTURE.md).
 //!
@@ -21,6 +23,8 @@ pub mod registry;
 pub mod sddl;
 #[cfg(windows)]
 pub mod service;
+#[cfg(windows)]
+pub mod setupapi;
 mod uevent;
 
 pub use host::{CommandError, CommandOutput, CommandSpec, DEFAULT_COMMAND_TIMEOUT, Host};

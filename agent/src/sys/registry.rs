@@ -119,3 +119,15 @@ pub fn delete_value(hive: Hive, path: &str, name: &str) -> io::Result<()> {
     };
     absent_is_none(key.delete_value(name)).map(|_| ())
 }
+
+/// When a key was last written (FILETIME ticks: 100 ns since 1601), or
+/// `None` when the key is absent.
+pub fn key_last_write_time(hive: Hive, path: &str) -> io::Result<Option<u64>> {
+    let Some(key) = open(hive, path, KEY_QUERY_VALUE)? else {
+        return Ok(None);
+    };
+    let written = key.query_info()?.last_write_time;
+    Ok(Some(
+        (u64::from(written.dwHighDateTime) << 32) | u64::from(written.dwLowDateTime),
+    ))
+}

@@ -17,6 +17,17 @@
 //!   the sweep, plus `/etc/udev/rules.d/70-palisade-usb-storage.rules` and
 //!   `udevadm control --reload` (live system only).
 //!
+//! On a live Windows, [`plan`] sets machine-wide switches instead (see
+//! `native_plan`): `block` disables the USBSTOR and UASPStor drivers
+//! (`Start` = 4) and sets Group Policy's Deny_Read and Deny_Write for
+//! removable disks (the second covers a Windows where USBSTOR was never
+//! installed, whose `Start` Windows would reset when it installs the driver
+//! for the first stick: Microsoft's KB 823732); `read_only` sets Deny_Write.
+//! Each value is recorded in the undo journal first, and undo restores it
+//! or its absence. The switches cannot spare an allowlisted device, so with
+//! an allowlist the Windows enforcer refuses. A stick already plugged in
+//! keeps working until it is unplugged; the check says so.
+//!
 //! The daemon-facing functions act only when the policy puts the rule in
 //! `enforce` mode. A device whose interface classes cannot be read is left
 //! alone (it may be a keyboard) and logged; the check reports it `unknown`.
@@ -110,7 +121,7 @@ pub fn sweep(host: &Host, policy: &Policy) -> anyhow::Result<Vec<Event>> {
 /// Plans the whole rule: present devices, then the udev rule.
 pub fn plan(host: &Host, policy: &UsbStoragePolicy) -> anyhow::Result<Plan> {
     if Plan::is_foreign_live_system(host) {
-        return Ok(Plan::no_enforcer_yet("USB storage"));
+        return native_plan(policy);
     }
     let mut plan = Plan::default();
     let actions = present_device_actions(host, policy)?;
@@ -147,6 +158,80 @@ pub fn plan(host: &Host, policy: &UsbStoragePolicy) -> anyhow::Result<Plan> {
         });
     }
     Ok(plan)
+}
+
+/// The Windows plan: machine-wide registry switches (module comment). A
+/// value already as wanted is left alone.
+#[cfg(windows)]
+fn native_plan(policy: &UsbStoragePolicy) -> anyhow::Result<Plan> {
+    use anyhow::Context as _;
+
+    use super::windows::{
+        DENY_READ, DENY_WRITE, REMOVABLE_DISKS_POLICY, SERVICE_START, UASPSTOR_SERVICE,
+        USBSTOR_SERVICE,
+    };
+    use crate::sys::registry::{self, Hive};
+
+    /// The `Start` of a driver Windows never loads.
+    const DISABLED: u32 = 4;
+
+    let mut plan = Plan::default();
+    if policy.storage == UsbStorageMode::Allow {
+        plan.notes
+            .push("the policy allows USB storage: nothing to switch off".into());
+        return Ok(plan);
+    }
+    if !policy.allow.is_empty() {
+        plan.refusal = Some(
+            "Windows' switches for USB storage are machine-wide and would block the allowlisted \
+             devices too; with an allowlist this rule can only be nudged on Windows"
+                .into(),
+        );
+        return Ok(plan);
+    }
+    let mut set = |key: &str, name: &str, value: u32| -> anyhow::Result<()> {
+        let current = registry::read_dword(Hive::LocalMachine, key, name)
+            .with_context(|| format!(r"cannot read HKLM\{key}\{name}"))?;
+        if current == Some(value) {
+            plan.notes
+                .push(format!(r"HKLM\{key}\{name} is already {value}"));
+        } else {
+            plan.steps.push(Step::SetRegistryDword {
+                key: key.to_owned(),
+                name: name.to_owned(),
+                value,
+                current,
+            });
+        }
+        Ok(())
+    };
+    match policy.storage {
+        UsbStorageMode::Block => {
+            set(USBSTOR_SERVICE, SERVICE_START, DISABLED)?;
+            // UASPStor exists from Windows 8 on; a key made up where there is
+            // no such driver would mean nothing.
+            if registry::key_last_write_time(Hive::LocalMachine, UASPSTOR_SERVICE)
+                .with_context(|| format!(r"cannot read HKLM\{UASPSTOR_SERVICE}"))?
+                .is_some()
+            {
+                set(UASPSTOR_SERVICE, SERVICE_START, DISABLED)?;
+            }
+            set(REMOVABLE_DISKS_POLICY, DENY_READ, 1)?;
+            set(REMOVABLE_DISKS_POLICY, DENY_WRITE, 1)?;
+        }
+        UsbStorageMode::ReadOnly => set(REMOVABLE_DISKS_POLICY, DENY_WRITE, 1)?,
+        UsbStorageMode::Allow => {}
+    }
+    plan.notes.push(
+        "a USB stick already plugged in keeps working until it is unplugged and plugged in again"
+            .into(),
+    );
+    Ok(plan)
+}
+
+#[cfg(not(windows))]
+fn native_plan(_policy: &UsbStoragePolicy) -> anyhow::Result<Plan> {
+    Ok(Plan::no_enforcer_yet("USB storage"))
 }
 
 /// After `--undo`: udev reads its rules at start and on reload, and the

@@ -27,14 +27,23 @@
 //! never `pass`. A machine without `/sys/bus/usb` is `not_applicable`.
 //!
 //! The check only looks: it loads, unloads and deauthorizes nothing (that
-//! is the enforcer, `enforce.rs`). The macOS and Windows probes are not written yet: there
-//! the rule reports `unknown`.
+//! is the enforcer, `enforce.rs`).
+//!
+//! Windows probe (`windows.rs`): the present USB device nodes whose
+//! compatible ids name class 08, from SetupAPI (`sys::setupapi`), each with
+//! its instance id (vendor, product, serial), whether its driver runs and
+//! when it arrived; the `Start` of the USBSTOR and UASPStor drivers; the
+//! Group Policy "Removable Storage Access" values. `evaluate_windows.rs`
+//! decides with the same per-device [`Decision`]s: no running driver is
+//! blocked, a deny value counts only if written before the device arrived.
+//! The macOS probe is not written yet: there the rule reports `unknown`.
 //!
 //! The folder: this file holds the facts, the [`Rule`] impl and which probe
-//! runs; `linux.rs` (and `windows.rs`, `macos.rs`) gather the facts,
-//! `parse.rs` reads the text, `evaluate.rs` decides, and `enforce.rs` blocks
-//! devices (on uevents too). Only the probes and the enforcer reach the
-//! machine.
+//! runs; `linux.rs` and `windows.rs` (and `macos.rs`) gather the facts,
+//! `parse.rs` and `parse_windows.rs` read the text, `evaluate.rs` and
+//! `evaluate_windows.rs` decide, and `enforce.rs` blocks devices (on
+//! uevents too; registry switches on Windows). Only the probes and the
+//! enforcer reach the machine.
 
 pub mod enforce;
 mod evaluate;
