@@ -354,12 +354,15 @@ fn start_file_watch(
     triggers: mpsc::Sender<Trigger>,
 ) -> Option<triggers::FileWatch> {
     let config_file = source.path();
-    match triggers::FileWatch::start(
-        host,
-        &crate::checks::watched_paths(),
-        Some(&config_file),
-        triggers,
-    ) {
+    // The rules' paths are Linux paths: on a live Windows or macOS they name
+    // nothing (a registry change is seen at the next interval until the
+    // rules watch their keys), so only the config is watched there.
+    let rule_paths = if host.is_live_system() && !cfg!(target_os = "linux") {
+        Vec::new()
+    } else {
+        crate::checks::watched_paths()
+    };
+    match triggers::FileWatch::start(host, &rule_paths, Some(&config_file), triggers) {
         Ok(watch) => {
             let dirs: Vec<String> = watch.watched().map(|d| d.display().to_string()).collect();
             tracing::info!(watching = ?dirs, "watching the rules' files and the config");
