@@ -5,33 +5,58 @@
 //! acknowledged.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use notify::{RecursiveMode, Watcher as _};
 use palisade_tests::collector::RunningCollector;
 use palisade_tests::wine::{WinePrefix, windows_agent, windows_path};
 
 /// A first cycle under Wine takes a few seconds; enrollment and delivery
 /// add a round trip each.
 const DEADLINE: Duration = Duration::from_secs(120);
-/// How often the service's log file is read again while waiting.
-const POLL: Duration = Duration::from_millis(200);
 
-/// Waits until the log file has a line for which `wanted` holds, and
-/// returns it; panics with the whole log at the deadline.
-fn wait_for_log_line(log: &Path, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-    let started = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(line) = text.lines().find(|line| wanted(line)) {
-            return line.to_owned();
+/// The service's log file, read again each time the file system says its
+/// directory changed (the service is another process, and its log is the
+/// only thing it says).
+struct LogWatch {
+    path: PathBuf,
+    changes: mpsc::Receiver<notify::Result<notify::Event>>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl LogWatch {
+    fn new(path: PathBuf) -> Self {
+        let (sender, changes) = mpsc::channel();
+        let mut watcher = notify::recommended_watcher(sender).unwrap();
+        let dir = path.parent().unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        watcher.watch(dir, RecursiveMode::NonRecursive).unwrap();
+        Self {
+            path,
+            changes,
+            _watcher: watcher,
         }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "no {what} in {} after {DEADLINE:?}:\n{text}",
-            log.display()
-        );
-        std::thread::sleep(POLL);
+    }
+
+    /// Waits until the log has a line for which `wanted` holds, and
+    /// returns it; panics with the whole log at the deadline.
+    fn wait_for_line(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+            if let Some(line) = text.lines().find(|line| wanted(line)) {
+                return line.to_owned();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.changes.recv_timeout(left).is_err() {
+                panic!(
+                    "no {what} in {} after {DEADLINE:?}:\n{text}",
+                    self.path.display()
+                );
+            }
+        }
     }
 }
 
@@ -60,22 +85,23 @@ fn the_service_started_by_the_scm_enrolls_spools_and_delivers_a_report() {
     )
     .unwrap();
 
+    // The log in a directory of its own, made here so it can be watched
+    // from the start (the state directory is the service's to create).
+    let log = LogWatch::new(prefix.path().join("logs").join("agent.log"));
     prefix.create_and_start_service(
         "PalisadeAgent",
         &format!(
-            "{} service --config {}",
+            "{} service --config {} --log-file {}",
             windows_path(&exe),
-            windows_path(&config)
+            windows_path(&config),
+            windows_path(&log.path)
         ),
     );
-    let log = state.join("agent.log");
-    wait_for_log_line(&log, "service start", |line| {
-        line.contains("service starting")
-    });
-    let spooled = wait_for_log_line(&log, "spooled report", |line| {
+    log.wait_for_line("service start", |line| line.contains("service starting"));
+    log.wait_for_line("spooled report", |line| {
         line.contains("check cycle spooled a report") && line.contains("sequence=1")
     });
-    wait_for_log_line(&log, "acknowledged report", |line| {
+    log.wait_for_line("acknowledged report", |line| {
         line.contains("report acknowledged by the collector") && line.contains("sequence=1")
     });
     // An acknowledgement comes only after the collector verified the
@@ -115,7 +141,7 @@ fn the_service_started_by_the_scm_enrolls_spools_and_delivers_a_report() {
     // at once (`sc query` says STOPPED, 1077 "never started", while it runs
     // and reports), so `sc stop` and `net stop` are refused; the prefix's
     // wineserver is killed when the test ends.
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = std::fs::read_to_string(&log.path).unwrap();
     assert!(!text.contains(&secret), "the secret is in the log:\n{text}");
 }
 
