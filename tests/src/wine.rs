@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{Finished, run};
+use crate::Finished;
 
 const WINE: &str = "/usr/bin/wine";
 const WINEBOOT: &str = "/usr/bin/wineboot";
@@ -64,10 +64,63 @@ impl WinePrefix {
         ]
     }
 
+    /// Runs `program` and waits for it alone. Its output goes to files,
+    /// not pipes: the Wine programs it starts (services.exe, winedevice,
+    /// a service) inherit the handles and outlive it, so a pipe would not
+    /// reach its end until the wineserver stops.
     fn run(&self, program: &Path, args: &[&str]) -> Finished {
-        let env = self.env();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        run(program, args, &env)
+        let command_line = std::iter::once(program.display().to_string())
+            .chain(args.iter().map(|a| (*a).to_owned()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let stdout = tempfile::tempfile().unwrap_or_else(|err| panic!("no temp file: {err}"));
+        let stderr = tempfile::tempfile().unwrap_or_else(|err| panic!("no temp file: {err}"));
+        #[allow(clippy::disallowed_methods)] // the test's own child; the runner bounds its time
+        let status = std::process::Command::new(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(self.env())
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout.try_clone().unwrap_or_else(|err| panic!("{err}")))
+            .stderr(stderr.try_clone().unwrap_or_else(|err| panic!("{err}")))
+            .status()
+            .unwrap_or_else(|err| panic!("cannot run {command_line}: {err}"));
+        let read = |mut file: std::fs::File| {
+            use std::io::{Read as _, Seek as _};
+            let mut text = String::new();
+            let _ = file.rewind();
+            let _ = file.read_to_string(&mut text);
+            text
+        };
+        Finished {
+            command_line,
+            exit_code: status.code(),
+            stdout: read(stdout),
+            stderr: read(stderr),
+        }
+    }
+
+    /// Starts a Windows program in the background, its stdout and stderr
+    /// appended to `log` (whose directory must exist); it is killed when
+    /// the returned guard drops, and with the prefix's wineserver.
+    pub fn spawn_wine(&self, args: &[&str], log: &Path) -> Background {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|err| panic!("cannot open {}: {err}", log.display()));
+        let child = std::process::Command::new(WINE)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(self.env())
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap_or_else(|err| panic!("{err}")))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start wine {args:?}: {err}"));
+        Background(child)
     }
 
     /// Runs a Windows program (`reg`, or a path to an exe).
@@ -134,6 +187,13 @@ impl WinePrefix {
             "sc create failed\n{}",
             created.dump()
         );
+        // Wine 8's running services.exe does not find a service created
+        // since it started ("Could not get handle to service"); one started
+        // afterwards reads it from the registry. So the prefix's wineserver
+        // (and services.exe with it) is let go first: `-w` waits until it
+        // has exited, a few seconds after the last program.
+        let settled = self.run(Path::new(WINESERVER), &["-w"]);
+        assert_eq!(settled.exit_code, Some(0), "{}", settled.dump());
         let started = self.wine(&["net", "start", name]);
         assert_eq!(
             started.exit_code,
@@ -153,5 +213,16 @@ impl Default for WinePrefix {
 impl Drop for WinePrefix {
     fn drop(&mut self) {
         let _ = self.run(Path::new(WINESERVER), &["-k"]);
+    }
+}
+
+/// A Windows program running in the background ([`WinePrefix::spawn_wine`]).
+#[derive(Debug)]
+pub struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

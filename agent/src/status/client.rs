@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 #[cfg(unix)]
-use super::unix;
+use super::unix as transport;
+#[cfg(windows)]
+use super::windows as transport;
 use super::{
     AgentStatus, ChangeRequest, QUERY_TIMEOUT, Request, Response, ServeOptions, StatusError,
 };
@@ -59,9 +61,9 @@ pub async fn query_within(
     request: &Request,
     deadline: Duration,
 ) -> Result<Response, StatusError> {
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     {
-        match tokio::time::timeout(deadline, unix::exchange(socket_path, *request)).await {
+        match tokio::time::timeout(deadline, transport::exchange(socket_path, *request)).await {
             Ok(result) => result,
             Err(_) => Err(StatusError::Timeout {
                 path: socket_path.to_owned(),
@@ -69,7 +71,7 @@ pub async fn query_within(
             }),
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = (socket_path, request, deadline);
         Err(StatusError::Unsupported)
@@ -81,9 +83,9 @@ pub async fn query_within(
 /// socket exists before they connect.
 #[derive(Debug)]
 pub struct StatusListener {
-    #[cfg(unix)]
-    inner: unix::Bound,
-    #[cfg(not(unix))]
+    #[cfg(any(unix, windows))]
+    inner: transport::Bound,
+    #[cfg(not(any(unix, windows)))]
     never: std::convert::Infallible,
 }
 
@@ -94,11 +96,11 @@ impl StatusListener {
     /// listens on, or a file that is not a socket. Must be called inside a
     /// tokio runtime.
     pub fn bind(socket_path: &Path) -> Result<Self, StatusError> {
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         {
-            unix::Bound::bind(socket_path).map(|inner| Self { inner })
+            transport::Bound::bind(socket_path).map(|inner| Self { inner })
         }
-        #[cfg(not(unix))]
+        #[cfg(not(any(unix, windows)))]
         {
             let _ = socket_path;
             Err(StatusError::Unsupported)
@@ -107,11 +109,11 @@ impl StatusListener {
 
     /// The socket's path.
     pub fn path(&self) -> &Path {
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         {
             &self.inner.path
         }
-        #[cfg(not(unix))]
+        #[cfg(not(any(unix, windows)))]
         {
             match self.never {}
         }
@@ -128,11 +130,11 @@ impl StatusListener {
         options: ServeOptions,
         shutdown: impl Future<Output = ()>,
     ) {
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         {
-            unix::serve(self.inner, board, requests, options, shutdown).await;
+            transport::serve(self.inner, board, requests, options, shutdown).await;
         }
-        #[cfg(not(unix))]
+        #[cfg(not(any(unix, windows)))]
         {
             let _ = (board, requests, options, shutdown);
             match self.never {}

@@ -40,9 +40,11 @@
 //! worst occupy connection slots, each for at most [`READ_TIMEOUT`], which
 //! delays other status readers but never the checks or the reports.
 //!
-//! On Windows the socket will be a named pipe (`\\.\pipe\palisade-agent`);
-//! until that is written, [`serve`] and [`query`] return
-//! [`StatusError::Unsupported`] there.
+//! On Windows the socket is a named pipe (`\\.\pipe\palisade-agent`,
+//! `windows.rs`): its DACL lets interactive users read and write data but
+//! not create instances of the pipe, and a change request is allowed when
+//! the client's token (read by impersonating it) is SYSTEM or an elevated
+//! Administrator (`sys::pipe`).
 //!
 //! The status document is a local wire format (the CLI and the nudge helper
 //! may be other builds than the daemon), so it is `Serialize`, versioned by
@@ -51,10 +53,13 @@
 
 mod board;
 mod client;
+mod connection;
 mod protocol;
 mod render;
 #[cfg(unix)]
 mod unix;
+#[cfg(windows)]
+mod windows;
 
 use std::time::Duration;
 
@@ -110,7 +115,7 @@ const ROOT_UID: u32 = 0;
 /// After a failed `accept` (almost always EMFILE: out of file descriptors)
 /// the loop pauses this long, because retrying at once would spin a core
 /// while nothing has been freed.
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 #[cfg(test)]

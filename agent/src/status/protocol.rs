@@ -216,7 +216,7 @@ pub enum StatusError {
     AlreadyServing { path: PathBuf },
     #[error("{} exists and is not a socket; refusing to replace it", path.display())]
     NotASocket { path: PathBuf },
-    #[error("named-pipe status is not implemented yet on Windows")]
+    #[error("status is served only on Unix and Windows")]
     Unsupported,
 }
 
@@ -224,6 +224,29 @@ pub enum StatusError {
 /// could not say who it is) is refused: fail closed.
 pub fn may_request_changes(peer_uid: Option<u32>) -> bool {
     peer_uid == Some(ROOT_UID)
+}
+
+/// Who is at the other end of a connection, as the operating system (never
+/// the client) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A Unix socket peer's uid (`SO_PEERCRED`, `getpeereid`).
+    Uid(u32),
+    /// A named-pipe client, from its token (`ImpersonateNamedPipeClient`):
+    /// whether it is SYSTEM or an elevated Administrator.
+    WindowsToken { system_or_administrator: bool },
+}
+
+impl Peer {
+    /// Root on Unix, SYSTEM or an elevated Administrator on Windows.
+    pub fn may_request_changes(self) -> bool {
+        match self {
+            Self::Uid(uid) => may_request_changes(Some(uid)),
+            Self::WindowsToken {
+                system_or_administrator,
+            } => system_or_administrator,
+        }
+    }
 }
 
 /// Limits for one server; [`ServeOptions::default`] is what the daemon
@@ -268,7 +291,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
 #[cfg_attr(not(unix), allow(dead_code))]
 pub(super) fn answer(
     line: &[u8],
-    peer_uid: impl FnOnce() -> Option<u32>,
+    peer: impl FnOnce() -> Option<Peer>,
     board: &watch::Receiver<AgentStatus>,
     requests: &mpsc::Sender<ChangeRequest>,
 ) -> Response {
@@ -279,13 +302,13 @@ pub(super) fn answer(
     let Some(change) = request.change() else {
         return Response::Status(Box::new(board.borrow().clone()));
     };
-    let uid = peer_uid();
-    if !may_request_changes(uid) {
-        tracing::info!(peer_uid = ?uid, request = ?change, "refused a change request from a non-root peer");
+    let peer = peer();
+    if !peer.is_some_and(Peer::may_request_changes) {
+        tracing::info!(?peer, request = ?change, "refused a change request from an unprivileged peer");
         return Response::error(
             ErrorCode::Forbidden,
-            "only root may ask the agent to change anything; reading status is open to all \
-             (try `sudo palisade-agent …`)",
+            "only root (on Windows an Administrator) may ask the agent to change anything; \
+             reading status is open to all (try `sudo palisade-agent …`, or an elevated prompt)",
         );
     }
     match requests.try_send(change) {
@@ -293,7 +316,7 @@ pub(super) fn answer(
         // asks; accepting both as one keeps a looping client from queueing
         // cycles.
         Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {
-            tracing::info!(peer_uid = ?uid, request = ?change, "change request accepted over the status socket");
+            tracing::info!(?peer, request = ?change, "change request accepted over the status socket");
             Response::Accepted(Accepted { accepted: change })
         }
         Err(mpsc::error::TrySendError::Closed(_)) => Response::error(

@@ -261,13 +261,32 @@ fn answer_serves_the_board_to_anyone_and_changes_to_root_only() {
     let board = StatusBoard::new(sample_status());
     let reader = board.subscribe();
     let (requests, mut received) = mpsc::channel(1);
-    let never_asked = || -> Option<u32> { panic!("status must not need credentials") };
+    let never_asked = || -> Option<Peer> { panic!("status must not need credentials") };
 
     let got = answer(br#"{"request":"status"}"#, never_asked, &reader, &requests);
     assert_eq!(got, Response::Status(Box::new(board.current())));
 
+    let refused_administrator = answer(
+        br#"{"request":"check_now"}"#,
+        || {
+            Some(Peer::WindowsToken {
+                system_or_administrator: false,
+            })
+        },
+        &reader,
+        &requests,
+    );
+    assert!(
+        matches!(&refused_administrator, Response::Error(e) if e.error == ErrorCode::Forbidden),
+        "{refused_administrator:?}"
+    );
     for uid in [Some(1000), None] {
-        let got = answer(br#"{"request":"check_now"}"#, || uid, &reader, &requests);
+        let got = answer(
+            br#"{"request":"check_now"}"#,
+            || uid.map(Peer::Uid),
+            &reader,
+            &requests,
+        );
         assert!(
             matches!(&got, Response::Error(e) if e.error == ErrorCode::Forbidden),
             "{uid:?}: {got:?}"
@@ -280,7 +299,7 @@ fn answer_serves_the_board_to_anyone_and_changes_to_root_only() {
     });
     let got = answer(
         br#"{"request":"check_now"}"#,
-        || Some(0),
+        || Some(Peer::Uid(0)),
         &reader,
         &requests,
     );
@@ -288,7 +307,7 @@ fn answer_serves_the_board_to_anyone_and_changes_to_root_only() {
     // A second request while the first is still queued is the same cycle.
     let got = answer(
         br#"{"request":"check_now"}"#,
-        || Some(0),
+        || Some(Peer::Uid(0)),
         &reader,
         &requests,
     );
@@ -299,7 +318,7 @@ fn answer_serves_the_board_to_anyone_and_changes_to_root_only() {
     drop(received);
     let got = answer(
         br#"{"request":"check_now"}"#,
-        || Some(0),
+        || Some(Peer::Uid(0)),
         &reader,
         &requests,
     );

@@ -8,14 +8,14 @@ use std::os::unix::fs::{
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::connection::{self, busy_line, handle_connection};
 use super::{
-    ACCEPT_ERROR_PAUSE, AgentStatus, ChangeRequest, ErrorCode, MAX_RESPONSE_BYTES, Request,
-    Response, ServeOptions, StatusError, protocol::answer,
+    ACCEPT_ERROR_PAUSE, AgentStatus, ChangeRequest, Peer, Request, Response, ServeOptions,
+    StatusError,
 };
 
 /// The socket file: any local user may connect (see the module doc).
@@ -152,7 +152,7 @@ pub(super) async fn serve(
                     };
                     let (board, requests, options) = (board.clone(), requests.clone(), options.clone());
                     connections.spawn(async move {
-                        handle_connection(stream, &board, &requests, &options).await;
+                        let _closed = handle_connection(stream, peer_uid, &board, &requests, &options).await;
                         drop(slot);
                     });
                 }
@@ -175,97 +175,23 @@ pub(super) async fn serve(
 /// is small and goes into the socket buffer, or is lost with the
 /// connection.
 fn refuse_busy(stream: &UnixStream, limit: usize) {
-    tracing::debug!(limit, "status socket busy; refusing a connection");
-    let mut line = Response::error(
-        ErrorCode::Busy,
-        format!("the agent is already serving {limit} status clients; try again"),
-    )
-    .to_json();
-    line.push(b'\n');
-    let _ = stream.try_write(&line);
+    let _ = stream.try_write(&busy_line(limit));
 }
 
-/// One exchange: read a bounded line within the deadline, answer, close.
-async fn handle_connection(
-    mut stream: UnixStream,
-    board: &watch::Receiver<AgentStatus>,
-    requests: &mpsc::Sender<ChangeRequest>,
-    options: &ServeOptions,
-) {
-    let read = read_request_line(&mut stream, options.max_request_bytes);
-    let response = match tokio::time::timeout(options.read_timeout, read).await {
-        Err(_) => Response::error(
-            ErrorCode::Timeout,
-            format!(
-                "no complete request line within {} ms",
-                options.read_timeout.as_millis()
-            ),
-        ),
-        Ok(Err(err)) => {
-            tracing::debug!(error = %err, "cannot read a status request");
-            return;
+/// The peer's uid as the kernel reports it.
+fn peer_uid(stream: &UnixStream) -> Option<Peer> {
+    match stream.peer_cred() {
+        Ok(cred) => Some(Peer::Uid(cred.uid())),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the status client's credentials");
+            None
         }
-        Ok(Ok(RequestLine::TooLarge)) => Response::error(
-            ErrorCode::BadRequest,
-            format!(
-                "the request is larger than {} bytes",
-                options.max_request_bytes
-            ),
-        ),
-        Ok(Ok(RequestLine::Complete(line))) => {
-            let peer_uid = || match stream.peer_cred() {
-                Ok(cred) => Some(cred.uid()),
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot read the status client's credentials");
-                    None
-                }
-            };
-            answer(&line, peer_uid, board, requests)
-        }
-    };
-    if let Response::Error(refusal) = &response {
-        tracing::debug!(error = %refusal.error, message = %refusal.message, "status request refused");
     }
-    let mut line = response.to_json();
-    line.push(b'\n');
-    let write = async {
-        stream.write_all(&line).await?;
-        stream.shutdown().await
-    };
-    match tokio::time::timeout(options.write_timeout, write).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::debug!(error = %err, "cannot answer a status client"),
-        Err(_) => tracing::debug!("a status client did not take its answer in time"),
-    }
-}
-
-enum RequestLine {
-    /// The line without its newline (or all a client sent before
-    /// closing its side).
-    Complete(Vec<u8>),
-    TooLarge,
-}
-
-/// Reads up to `max` bytes and a newline; never buffers more than
-/// `max + 1` bytes, whatever the client sends.
-async fn read_request_line(stream: &mut UnixStream, max: usize) -> std::io::Result<RequestLine> {
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    let mut reader = BufReader::new(stream.take(limit));
-    let mut line = Vec::with_capacity(max.min(256));
-    reader.read_until(b'\n', &mut line).await?;
-    if line.last() == Some(&b'\n') {
-        line.pop();
-        return Ok(RequestLine::Complete(line));
-    }
-    if line.len() > max {
-        return Ok(RequestLine::TooLarge);
-    }
-    Ok(RequestLine::Complete(line))
 }
 
 /// The client side of one exchange.
 pub(super) async fn exchange(path: &Path, request: Request) -> Result<Response, StatusError> {
-    let mut stream = UnixStream::connect(path).await.map_err(|err| {
+    let stream = UnixStream::connect(path).await.map_err(|err| {
         let path = path.to_owned();
         match err.kind() {
             ErrorKind::NotFound => StatusError::NotRunning { path },
@@ -278,40 +204,5 @@ pub(super) async fn exchange(path: &Path, request: Request) -> Result<Response, 
             },
         }
     })?;
-    let io = |action: &'static str| {
-        let path = path.to_owned();
-        move |source| StatusError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let mut line = request.to_json().into_bytes();
-    line.push(b'\n');
-    stream
-        .write_all(&line)
-        .await
-        .map_err(io("send a request to"))?;
-    let limit = u64::try_from(MAX_RESPONSE_BYTES)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    let mut reader = BufReader::new((&mut stream).take(limit));
-    let mut answer = Vec::new();
-    reader
-        .read_until(b'\n', &mut answer)
-        .await
-        .map_err(io("read the answer from"))?;
-    if answer.last() == Some(&b'\n') {
-        answer.pop();
-    } else if answer.len() > MAX_RESPONSE_BYTES {
-        return Err(StatusError::Protocol(format!(
-            "the answer is larger than {MAX_RESPONSE_BYTES} bytes"
-        )));
-    }
-    if answer.is_empty() {
-        return Err(StatusError::Protocol(
-            "the agent closed the connection without answering (it may be stopping)".to_owned(),
-        ));
-    }
-    Response::parse(request, &answer)
+    connection::exchange_on(stream, path, request).await
 }

@@ -5,7 +5,7 @@
 //! `--host-root`), external commands that time out and are logged
 //! ([`Host::run`]), and on Windows the registry ([`registry`]), the account policy
 //! ([`netapi`]), the USB device tree ([`setupapi`]), the state directory's ACL
-//! ([`acl`]) and the service dispatcher ([`service`]); the direct Win32 calls
+//! ([`acl`]), the status pipe ([`pipe`]) and the service dispatcher ([`service`]); the direct Win32 calls
 //! carry `// SAFETY:` notes. The macOS
 //! tools will live here too. Evaluators and parsers import nothing from here: they are pure, so
 //! they compile and are tested on every OS (ARCHITECTURE.md).
@@ -18,6 +18,8 @@ pub mod acl;
 mod host;
 #[cfg(windows)]
 pub mod netapi;
+#[cfg(windows)]
+pub mod pipe;
 #[cfg(windows)]
 pub mod registry;
 pub mod sddl;
