@@ -3,8 +3,11 @@
 //! Probes and enforcers touch the machine only through this module: file
 //! reads and writes under a host root ([`Host`]; a prepared tree in tests and
 //! `--host-root`), external commands that time out and are logged
-//! ([`Host::run`]), and on Windows the registry ([`registry`]) and the account policy
-//! ([`netapi`], the agent's only direct Win32 call, with `// SAFETY:` notes). The macOS
+//! ([`Host::run`]), and on Windows the registry ([`registry`]), the account policy
+//! ([`netapi`], `NetUserModalsGet`), directory ACLs ([`acl`]), the service dispatcher
+//! ([`service`]) and BitLocker's volumes through WMI ([`bitlocker`], the `wmi` crate's
+//! `Win32_EncryptableVolume` query, no `unsafe` of its own). The direct Win32 calls carry
+//! `// SAFETY:` notes. The macOS
 //! tools will live here too. Evaluators and parsers import nothing from here: they are pure, so
 //! they compile and are tested on every OS (ARCHITECTURE.md).
 //!
@@ -13,6 +16,8 @@
 
 #[cfg(windows)]
 pub mod acl;
+#[cfg(windows)]
+pub mod bitlocker;
 mod host;
 #[cfg(windows)]
 pub mod netapi;
