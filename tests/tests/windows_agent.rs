@@ -77,6 +77,15 @@ fn a_fresh_windows_fails_screen_lock_and_says_unknown_where_it_cannot_see() {
         "{}",
         run.dump()
     );
+    let disk = check_of(&report, "disk_encryption");
+    assert!(
+        disk["summary"]
+            .as_str()
+            .unwrap()
+            .contains("0x8004100E (WBEM_E_INVALID_NAMESPACE"),
+        "{}",
+        run.dump()
+    );
 }
 
 #[test]

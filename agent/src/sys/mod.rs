@@ -4,9 +4,11 @@
 //! reads and writes under a host root ([`Host`]; a prepared tree in tests and
 //! `--host-root`), external commands that time out and are logged
 //! ([`Host::run`]), and on Windows the registry ([`registry`]), the account policy
-//! ([`netapi`]), the USB device tree ([`setupapi`]), the state directory's ACL
-//! ([`acl`]), the status pipe ([`pipe`]) and the service dispatcher ([`service`]); the direct Win32 calls
-//! carry `// SAFETY:` notes. The macOS
+//! ([`netapi`], `NetUserModalsGet`), the USB device tree ([`setupapi`]),
+//! BitLocker's volumes through WMI ([`bitlocker`], the `wmi` crate's
+//! `Win32_EncryptableVolume` query), directory ACLs ([`acl`]), the status
+//! pipe ([`pipe`]) and the service dispatcher ([`service`]). The direct
+//! Win32 calls carry `// SAFETY:` notes. The macOS
 //! tools will live here too. Evaluators and parsers import nothing from here: they are pure, so
 //! they compile and are tested on every OS (ARCHITECTURE.md).
 //!
@@ -15,6 +17,8 @@
 
 #[cfg(windows)]
 pub mod acl;
+#[cfg(windows)]
+pub mod bitlocker;
 mod host;
 #[cfg(windows)]
 pub mod netapi;

@@ -1,4 +1,4 @@
-//! The evaluator of `disk_encryption`: from the mounts, swaps and block-device
+//! The Linux evaluator of `disk_encryption`: from the mounts, swaps and block-device
 //! graph to a verdict. Pure (no I/O, no clock), so it compiles and is tested
 //! on every OS.
 
@@ -8,7 +8,7 @@ use palisade_shared::policy::DiskEncryptionPolicy;
 use palisade_shared::report::CheckStatus;
 use serde_json::{Value, json};
 
-use super::{BlockDevice, DiskFacts};
+use super::{BlockDevice, LinuxDiskFacts};
 use crate::checks::Verdict;
 
 /// dm-crypt targets by the prefix cryptsetup gives their `dm/uuid`. Not every
@@ -159,7 +159,12 @@ impl FindingStatus {
     }
 }
 
-pub(super) fn device_of(major: u32, minor: u32, source: &str, facts: &DiskFacts) -> Option<String> {
+pub(super) fn device_of(
+    major: u32,
+    minor: u32,
+    source: &str,
+    facts: &LinuxDiskFacts,
+) -> Option<String> {
     if major != 0 {
         if let Some(device) = facts
             .devices
@@ -190,7 +195,7 @@ pub(super) fn judge_device(
     source: &str,
     fs_type: &str,
     device: Option<String>,
-    facts: &DiskFacts,
+    facts: &LinuxDiskFacts,
 ) -> Finding {
     let finding = |status, device: Option<String>, detail: String| Finding {
         mount_point: mount_point.to_owned(),
@@ -237,7 +242,7 @@ pub(super) fn judge_device(
     }
 }
 
-pub(super) fn findings(facts: &DiskFacts, policy: &DiskEncryptionPolicy) -> Vec<Finding> {
+pub(super) fn findings(facts: &LinuxDiskFacts, policy: &DiskEncryptionPolicy) -> Vec<Finding> {
     let mut out = Vec::new();
     for mount in &facts.mounts {
         let fs = mount.fs_type.as_str();
@@ -318,8 +323,8 @@ pub(super) fn path_is_under(path: &str, mount_point: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// Decides the rule from the facts.
-pub fn evaluate(facts: &DiskFacts, policy: &DiskEncryptionPolicy) -> Verdict {
+/// Decides the rule from a Linux machine's facts.
+pub(super) fn evaluate_linux(facts: &LinuxDiskFacts, policy: &DiskEncryptionPolicy) -> Verdict {
     let findings = findings(facts, policy);
     let evidence: Vec<Value> = findings
         .iter()

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use super::parse::{parse_major_minor, parse_mountinfo, parse_swaps};
-use super::{BlockDevice, DiskFacts};
+use super::{BlockDevice, LinuxDiskFacts};
 use crate::checks::ProbeError;
 use crate::sys::Host;
 
-pub(super) fn probe(host: &Host) -> Result<DiskFacts, ProbeError> {
+pub(super) fn probe(host: &Host) -> Result<LinuxDiskFacts, ProbeError> {
     let unreadable = |what: &str, err: std::io::Error| {
         ProbeError::Undeterminable(format!("cannot read {what}: {err}"))
     };
@@ -86,7 +86,7 @@ pub(super) fn probe(host: &Host) -> Result<DiskFacts, ProbeError> {
             }
         }
     }
-    Ok(DiskFacts {
+    Ok(LinuxDiskFacts {
         mounts,
         swaps,
         devices,

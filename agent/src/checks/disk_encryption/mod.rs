@@ -1,5 +1,6 @@
-//! Rule `disk_encryption`: every persistent local filesystem, and swap, sits
-//! on dm-crypt.
+//! Rule `disk_encryption`: every persistent local filesystem is encrypted.
+//! On Linux that is every filesystem, and swap, on dm-crypt; on Windows
+//! every fixed volume fully encrypted by BitLocker with its protection on.
 //!
 //! Linux probe: the mounts from `/proc/self/mountinfo` and `/proc/swaps`, and
 //! the block-device graph from `/sys/class/block/*` (`dev`, `slaves/`,
@@ -9,21 +10,34 @@
 //! `CRYPT-PLAIN-` and the like. This is what makes LVM on LUKS pass, where
 //! tools that look only at the mount's own device report a false negative.
 //!
-//! Not counted: pseudo and in-memory filesystems, network and host-shared
-//! filesystems, read-only images (squashfs, iso9660), a container's overlay,
-//! removable media (that is `usb_storage`'s business), and zram swap. A mount
-//! whose device cannot be traced is `unknown`, never `pass`; ZFS is reported
-//! `unknown` because its native encryption is not inspected yet.
+//! Not counted on Linux: pseudo and in-memory filesystems, network and
+//! host-shared filesystems, read-only images (squashfs, iso9660), a
+//! container's overlay, removable media (that is `usb_storage`'s business),
+//! and zram swap. A mount whose device cannot be traced is `unknown`, never
+//! `pass`; ZFS is reported `unknown` because its native encryption is not
+//! inspected yet.
 //!
-//! macOS (`fdesetup status`) and Windows (`manage-bde -status`) probes are
-//! not written yet: there the rule reports `unknown`.
+//! Windows probe: WMI's `Win32_EncryptableVolume` in
+//! `root\CIMV2\Security\MicrosoftVolumeEncryption` (through
+//! `sys::bitlocker`), one row per volume BitLocker can encrypt. The
+//! evaluator (`evaluate_windows.rs`) asks every operating-system and fixed
+//! data volume to be fully encrypted with protection on: encrypted with
+//! protection suspended fails, as does encryption still running. Removable
+//! volumes are left to `usb_storage`. A namespace that is absent (Wine,
+//! editions without BitLocker), a refused query, an empty answer or a status
+//! BitLocker itself cannot give (a locked volume) is `unknown`, never
+//! `pass`.
+//!
+//! macOS (`fdesetup status`) has no probe yet: there the rule reports
+//! `unknown`.
 //!
 //! The folder: this file holds the facts, the [`Rule`] impl and which probe
-//! runs; `linux.rs` (and `windows.rs`, `macos.rs`) gather the facts,
-//! `parse.rs` reads the text, `evaluate.rs` decides. Only the probes reach
-//! the machine.
+//! runs; `linux.rs` and `windows.rs` (and `macos.rs`) gather the facts,
+//! `parse.rs` reads Linux's text, `evaluate.rs` and `evaluate_windows.rs`
+//! decide. Only the probes reach the machine.
 
 mod evaluate;
+mod evaluate_windows;
 // Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
 // a Linux tree wherever the agent runs, and gets this probe.
 mod linux;
@@ -33,7 +47,8 @@ mod parse;
 #[cfg(windows)]
 mod windows;
 
-pub use evaluate::evaluate;
+#[cfg(test)]
+use evaluate::evaluate_linux;
 pub use parse::{parse_mountinfo, parse_swaps};
 
 use std::collections::BTreeMap;
@@ -49,9 +64,47 @@ use crate::sys::Host;
 #[derive(Debug)]
 pub struct DiskEncryption;
 
-/// What the probe found: raw tables, not yet judged.
+/// What the probe found, not yet judged, in the terms of its system.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DiskFacts {
+    Linux(LinuxDiskFacts),
+    Windows(WindowsDiskFacts),
+}
+
+/// Windows: the volumes `Win32_EncryptableVolume` lists, or why WMI could
+/// not be asked (the error as WMI gave it, with its HRESULT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowsDiskFacts {
+    pub volumes: Result<Vec<BitLockerVolume>, String>,
+}
+
+/// One `Win32_EncryptableVolume` instance. The numbers are kept raw, as WMI
+/// gave them, so that a value outside the documented set (a newer Windows,
+/// a provider bug) reaches the evaluator, which reads it as `unknown`; `None`
+/// is a property WMI left null (or an older Windows without it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BitLockerVolume {
+    /// `DeviceID`: the volume GUID path, `\\?\Volume{…}\`.
+    pub device_id: String,
+    /// `DriveLetter`, `C:`; none for a volume mounted without a letter.
+    pub drive_letter: Option<String>,
+    /// `VolumeType`: 0 operating system, 1 fixed data, 2 portable
+    /// (removable) data.
+    pub volume_type: Option<u32>,
+    /// `ProtectionStatus`: 0 off, 1 on, 2 unknown (a locked volume).
+    pub protection_status: Option<u32>,
+    /// `ConversionStatus`: 0 fully decrypted, 1 fully encrypted, 2
+    /// encryption in progress, 3 decryption in progress, 4 encryption
+    /// paused, 5 decryption paused.
+    pub conversion_status: Option<u32>,
+    /// `EncryptionMethod`: 0 none, 6 XTS-AES 128, 7 XTS-AES 256 and so on;
+    /// only shown in the evidence.
+    pub encryption_method: Option<u32>,
+}
+
+/// Linux: the mounts, swaps and block devices, raw tables.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct DiskFacts {
+pub struct LinuxDiskFacts {
     pub mounts: Vec<MountEntry>,
     pub swaps: Vec<SwapEntry>,
     /// Block devices by kernel name (`sda1`, `dm-0`).
@@ -115,7 +168,7 @@ impl Rule for DiskEncryption {
         // A host root (tests, `--host-root`) is a Linux tree on every OS, so
         // it gets the Linux probe wherever the agent runs.
         if cfg!(target_os = "linux") || !host.is_live_system() {
-            linux::probe(host)
+            linux::probe(host).map(DiskFacts::Linux)
         } else {
             native_probe(host)
         }
@@ -146,6 +199,14 @@ impl Rule for DiskEncryption {
     // No settings panel: disk encryption is set up at install time.
 }
 
+/// Decides the rule from the facts of whichever system they came from.
+pub fn evaluate(facts: &DiskFacts, policy: &DiskEncryptionPolicy) -> Verdict {
+    match facts {
+        DiskFacts::Linux(facts) => evaluate::evaluate_linux(facts, policy),
+        DiskFacts::Windows(facts) => evaluate_windows::evaluate(facts, policy),
+    }
+}
+
 #[cfg(windows)]
 use windows::probe as native_probe;
 
@@ -164,3 +225,5 @@ use linux::probe as probe_linux;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_windows;

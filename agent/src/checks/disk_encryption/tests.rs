@@ -25,7 +25,7 @@ fn policy(include_swap: bool) -> DiskEncryptionPolicy {
     }
 }
 
-fn captured(scenario: &str) -> DiskFacts {
+fn captured(scenario: &str) -> LinuxDiskFacts {
     probe_linux(&Host::with_root(format!("{FIXTURES}/{scenario}"))).unwrap()
 }
 
@@ -75,7 +75,7 @@ fn mountinfo_from_the_guest_parses_with_devices_and_sources() {
 
 #[test]
 fn a_luks2_mount_passes() {
-    let verdict = evaluate(&captured("luks-only"), &policy(true));
+    let verdict = evaluate_linux(&captured("luks-only"), &policy(true));
     assert_eq!(verdict.status, CheckStatus::Pass, "{verdict:?}");
     assert_eq!(
         mount_statuses(&verdict),
@@ -85,7 +85,7 @@ fn a_luks2_mount_passes() {
 
 #[test]
 fn lvm_on_luks_passes_by_walking_the_slaves() {
-    let verdict = evaluate(&captured("lvm-on-luks"), &policy(true));
+    let verdict = evaluate_linux(&captured("lvm-on-luks"), &policy(true));
     assert_eq!(verdict.status, CheckStatus::Pass, "{verdict:?}");
     let lvm = verdict.evidence["mounts"]
         .as_array()
@@ -103,7 +103,7 @@ fn lvm_on_luks_passes_by_walking_the_slaves() {
 
 #[test]
 fn a_plain_mount_and_plain_swap_fail_and_are_named() {
-    let verdict = evaluate(&captured("mixed-with-plain"), &policy(true));
+    let verdict = evaluate_linux(&captured("mixed-with-plain"), &policy(true));
     assert_eq!(verdict.status, CheckStatus::Fail);
     assert!(verdict.summary.contains("2 of 4"), "{}", verdict.summary);
     assert!(
@@ -130,7 +130,7 @@ fn a_plain_mount_and_plain_swap_fail_and_are_named() {
 
 #[test]
 fn swap_is_ignored_when_the_policy_says_so() {
-    let verdict = evaluate(&captured("mixed-with-plain"), &policy(false));
+    let verdict = evaluate_linux(&captured("mixed-with-plain"), &policy(false));
     assert!(verdict.summary.contains("1 of 3"), "{}", verdict.summary);
 }
 
@@ -183,8 +183,12 @@ fn mount(point: &str, major: u32, minor: u32, fs: &str, source: &str) -> MountEn
     }
 }
 
-fn facts(mounts: Vec<MountEntry>, swaps: Vec<SwapEntry>, devices: Vec<BlockDevice>) -> DiskFacts {
-    DiskFacts {
+fn facts(
+    mounts: Vec<MountEntry>,
+    swaps: Vec<SwapEntry>,
+    devices: Vec<BlockDevice>,
+) -> LinuxDiskFacts {
+    LinuxDiskFacts {
         mounts,
         swaps,
         devices: devices.into_iter().map(|d| (d.name.clone(), d)).collect(),
@@ -210,8 +214,8 @@ fn laptop_devices() -> Vec<BlockDevice> {
     ]
 }
 
-fn status_of(facts: &DiskFacts) -> CheckStatus {
-    evaluate(facts, &policy(true)).status
+fn status_of(facts: &LinuxDiskFacts) -> CheckStatus {
+    evaluate_linux(facts, &policy(true)).status
 }
 
 #[test]
@@ -228,7 +232,7 @@ fn evaluator_table() {
         d.removable = true;
         d
     };
-    let cases: Vec<(&str, DiskFacts, CheckStatus)> = vec![
+    let cases: Vec<(&str, LinuxDiskFacts, CheckStatus)> = vec![
         (
             "LVM on LUKS root and swap",
             facts(
@@ -436,7 +440,7 @@ fn every_counted_mount_is_in_the_evidence_with_its_status() {
         vec![],
         laptop_devices(),
     );
-    let verdict = evaluate(&facts, &policy(true));
+    let verdict = evaluate_linux(&facts, &policy(true));
     let statuses = mount_statuses(&verdict);
     assert_eq!(
         statuses,
