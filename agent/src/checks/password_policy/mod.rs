@@ -41,6 +41,7 @@ mod finding;
 // a Linux tree wherever the agent runs, and gets this probe.
 mod linux;
 pub mod login_defs;
+pub mod parse_windows;
 #[cfg(target_os = "macos")]
 mod macos;
 pub mod pam;
@@ -162,14 +163,42 @@ pub enum PasswordFacts {
 }
 
 /// Windows: the local account policy as `NetUserModalsGet` reports it
-/// (level 0: length and ages; level 3: lockout), or why it could not.
+/// (level 0: length and ages; level 3: lockout), complexity from the
+/// security policy `secedit /export` writes out, or why each could not be
+/// read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowsPasswordFacts {
     pub accounts: Result<WindowsAccountPolicy, String>,
+    pub accounts_source: WindowsPolicySource,
     pub lockout: Result<WindowsLockoutPolicy, String>,
-    /// "Password must meet complexity requirements": not read yet (it
-    /// lives in the security database, exported by `secedit`), so `None`.
-    pub complexity: Option<bool>,
+    pub lockout_source: WindowsPolicySource,
+    /// "Password must meet complexity requirements" (`PasswordComplexity`
+    /// in the export's `[System Access]`); no Win32 call outside the LSA's
+    /// private interface gives it.
+    pub complexity: Result<bool, String>,
+    /// "Store passwords using reversible encryption", when the export
+    /// has it: shown in the evidence, not judged.
+    pub reversible_encryption: Option<bool>,
+}
+
+/// Where a part of [`WindowsPasswordFacts`] was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowsPolicySource {
+    NetUserModalsGet,
+    /// `NetUserModalsGet` failed with this error, and secedit's export
+    /// had the same numbers.
+    SeceditExport { net_api_error: String },
+}
+
+impl WindowsPolicySource {
+    fn describe(&self) -> String {
+        match self {
+            Self::NetUserModalsGet => "NetUserModalsGet".to_owned(),
+            Self::SeceditExport { net_api_error } => {
+                format!("secedit /export (NetUserModalsGet failed: {net_api_error})")
+            }
+        }
+    }
 }
 
 /// `USER_MODALS_INFO_0`.

@@ -1305,8 +1305,11 @@ fn windows_facts(min_length: u32, max_age_days: Option<u32>) -> PasswordFacts {
             min_password_age_seconds: 0,
             password_history_length: 24,
         }),
+        accounts_source: WindowsPolicySource::NetUserModalsGet,
         lockout: Err("not read".into()),
-        complexity: None,
+        lockout_source: WindowsPolicySource::NetUserModalsGet,
+        complexity: Err("not read".into()),
+        reversible_encryption: None,
     })
 }
 
@@ -1353,8 +1356,11 @@ fn windows_account_policy_is_judged_and_never_guessed() {
             "the API failing is unknown",
             PasswordFacts::Windows(WindowsPasswordFacts {
                 accounts: Err("NetUserModalsGet level 0 failed with 2140".into()),
+                accounts_source: WindowsPolicySource::NetUserModalsGet,
                 lockout: Err("NetUserModalsGet level 3 failed with 2140".into()),
-                complexity: None,
+                lockout_source: WindowsPolicySource::NetUserModalsGet,
+                complexity: Err("`secedit.exe` is not installed".into()),
+                reversible_encryption: None,
             }),
             policy(12, None, None),
             Unknown,
