@@ -466,8 +466,10 @@ mod tests {
 
     #[test]
     fn a_key_the_export_leaves_out_is_none_not_a_default() {
-        // What secedit writes while lockout is off: no LockoutDuration nor
-        // ResetLockoutCount (the Windows Server 2016 capture in SOURCES.md).
+        // The shape of an export while lockout is off: LockoutBadCount = 0
+        // and no LockoutDuration nor ResetLockoutCount. Typed here after a
+        // Windows Server 2016 export seen in a public note (SOURCES.md,
+        // "seen, not used"), not a fixture.
         let access = parse_secedit_export(
             "[Unicode]\nUnicode=yes\n[System Access]\nMinimumPasswordAge = 0\nMaximumPasswordAge = 42\n\
              MinimumPasswordLength = 0\nPasswordComplexity = 1\nPasswordHistorySize = 0\n\
@@ -602,7 +604,7 @@ mod tests {
     #[test]
     fn real_net_accounts_outputs_are_read() {
         assert_eq!(
-            net_accounts("net-accounts-pen200-workstation.txt"),
+            net_accounts("net-accounts-elbanna-workstation.txt"),
             NetAccounts {
                 force_logoff_minutes: None,
                 min_password_age_days: Some(0),
@@ -616,7 +618,7 @@ mod tests {
             }
         );
         assert_eq!(
-            net_accounts("net-accounts-server2003-primary.txt"),
+            net_accounts("net-accounts-ws2003-primary.txt"),
             NetAccounts {
                 force_logoff_minutes: None,
                 min_password_age_days: Some(0),
@@ -633,7 +635,7 @@ mod tests {
 
     #[test]
     fn an_unknown_net_accounts_layout_is_an_error() {
-        let english = String::from_utf8(fixture("net-accounts-pen200-workstation.txt")).unwrap();
+        let english = String::from_utf8(fixture("net-accounts-elbanna-workstation.txt")).unwrap();
         let cases: [(&str, String, &str); 4] = [
             (
                 "another language",
