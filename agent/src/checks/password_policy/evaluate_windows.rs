@@ -74,6 +74,12 @@ pub fn evaluate(facts: &WindowsPasswordFacts, policy: &PasswordPolicy) -> Verdic
                 "Windows' complexity rule asks {WINDOWS_COMPLEXITY_CLASSES} character classes at \
                  most; the policy asks {classes}"
             ));
+            // No setting on the machine can fix this one; say who can.
+            fixes.push(format!(
+                "No Windows setting requires {classes} character classes: the policy's \
+                 administrator has to lower min_classes to {WINDOWS_COMPLEXITY_CLASSES} for \
+                 Windows."
+            ));
         } else {
             match &facts.complexity {
                 Ok(true) => {}
@@ -135,10 +141,7 @@ pub fn evaluate(facts: &WindowsPasswordFacts, policy: &PasswordPolicy) -> Verdic
         .with_evidence("lockout_policy_source", facts.lockout_source.describe())
         .with_evidence("complexity", complexity)
         .with_evidence("complexity_source", "secedit /export /areas SECURITYPOLICY")
-        .with_evidence(
-            "reversible_encryption",
-            json!(facts.reversible_encryption),
-        )
+        .with_evidence("reversible_encryption", json!(facts.reversible_encryption))
         .with_evidence("min_length_required", policy.min_length)
         .with_evidence("min_classes_required", json!(policy.min_classes))
         .with_evidence("max_age_days_required", json!(policy.max_age_days))

@@ -18,7 +18,9 @@
 //!
 //! [`WindowsPasswordFacts`]: super::WindowsPasswordFacts
 
-use super::{WindowsAccountPolicy, WindowsLockoutPolicy};
+use super::{
+    WindowsAccountPolicy, WindowsLockoutPolicy, WindowsPasswordFacts, WindowsPolicySource,
+};
 
 /// The `[System Access]` keys of a secedit export this rule reads, as
 /// written (secedit's units: days for ages, minutes for lockout times).
@@ -45,9 +47,7 @@ pub struct SeceditSystemAccess {
 pub enum SeceditParseError {
     #[error("the export is not valid {encoding}")]
     Encoding { encoding: &'static str },
-    #[error(
-        "the export contains NUL characters, as UTF-16 read without its byte-order mark would"
-    )]
+    #[error("the export contains NUL characters, as UTF-16 read without its byte-order mark would")]
     UnmarkedUtf16,
     #[error("the export has no [System Access] section")]
     NoSystemAccess,
@@ -175,10 +175,7 @@ fn system_access_slot<'p>(
     key: &str,
 ) -> Option<(&'static str, &'p mut Option<i64>)> {
     let slots: [(&'static str, &'p mut Option<i64>); 9] = [
-        (
-            "MinimumPasswordLength",
-            &mut parsed.minimum_password_length,
-        ),
+        ("MinimumPasswordLength", &mut parsed.minimum_password_length),
         ("PasswordComplexity", &mut parsed.password_complexity),
         ("MaximumPasswordAge", &mut parsed.maximum_password_age),
         ("MinimumPasswordAge", &mut parsed.minimum_password_age),
@@ -191,6 +188,56 @@ fn system_access_slot<'p>(
     slots
         .into_iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(key))
+}
+
+/// The probe's facts from what `NetUserModalsGet` (levels 0 and 3) and
+/// secedit's export gave: the API's numbers when it answered; the export's
+/// when it failed and the export has them all; else the API's error (the
+/// one a reader can look up). Complexity comes only from the export.
+pub fn windows_facts(
+    accounts_from_api: Result<WindowsAccountPolicy, String>,
+    lockout_from_api: Result<WindowsLockoutPolicy, String>,
+    export: Result<SeceditSystemAccess, String>,
+) -> WindowsPasswordFacts {
+    let (accounts, accounts_source) =
+        with_export_fallback(accounts_from_api, &export, account_policy_from_export);
+    let (lockout, lockout_source) =
+        with_export_fallback(lockout_from_api, &export, lockout_policy_from_export);
+    let complexity = export
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(complexity_from_export);
+    let reversible_encryption = export
+        .as_ref()
+        .ok()
+        .and_then(|access| access.clear_text_password)
+        .map(|value| value != 0);
+    WindowsPasswordFacts {
+        accounts,
+        accounts_source,
+        lockout,
+        lockout_source,
+        complexity,
+        reversible_encryption,
+    }
+}
+
+fn with_export_fallback<T>(
+    from_api: Result<T, String>,
+    export: &Result<SeceditSystemAccess, String>,
+    convert: fn(&SeceditSystemAccess) -> Result<T, String>,
+) -> (Result<T, String>, WindowsPolicySource) {
+    match (from_api, export) {
+        (Ok(value), _) => (Ok(value), WindowsPolicySource::NetUserModalsGet),
+        (Err(net_api_error), Ok(access)) => match convert(access) {
+            Ok(value) => (
+                Ok(value),
+                WindowsPolicySource::SeceditExport { net_api_error },
+            ),
+            Err(_) => (Err(net_api_error), WindowsPolicySource::NetUserModalsGet),
+        },
+        (Err(net_api_error), Err(_)) => (Err(net_api_error), WindowsPolicySource::NetUserModalsGet),
+    }
 }
 
 const SECONDS_PER_DAY: i64 = 86_400;
@@ -366,13 +413,15 @@ pub fn parse_net_accounts(text: &str) -> Result<NetAccounts, NetAccountsParseErr
         }
         let number = match value {
             "Never" | "Unlimited" | "None" => None,
-            digits => Some(digits.parse::<u32>().map_err(|_| {
-                NetAccountsParseError::BadValue {
-                    line: line_number,
-                    label,
-                    value: digits.to_owned(),
-                }
-            })?),
+            digits => Some(
+                digits
+                    .parse::<u32>()
+                    .map_err(|_| NetAccountsParseError::BadValue {
+                        line: line_number,
+                        label,
+                        value: digits.to_owned(),
+                    })?,
+            ),
         };
         values[slot] = Some((line_number, number));
     }
@@ -645,11 +694,9 @@ mod tests {
             ),
             (
                 "a line left out",
-                english.replace("Lockout threshold:", "\nLockout threshold:").replacen(
-                    "Lockout threshold:                              5",
-                    "",
-                    1,
-                ),
+                english
+                    .replace("Lockout threshold:", "\nLockout threshold:")
+                    .replacen("Lockout threshold:                              5", "", 1),
                 "no `Lockout threshold:` line",
             ),
             (

@@ -15,14 +15,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::parse_windows::{
-    self, SeceditSystemAccess, account_policy_from_export, complexity_from_export,
-    lockout_policy_from_export,
-};
-use super::{
-    PasswordFacts, WindowsAccountPolicy, WindowsLockoutPolicy, WindowsPasswordFacts,
-    WindowsPolicySource,
-};
+use super::parse_windows::{self, SeceditSystemAccess, windows_facts};
+use super::{PasswordFacts, WindowsAccountPolicy, WindowsLockoutPolicy};
 use crate::checks::ProbeError;
 use crate::sys::{CommandSpec, Host, acl, netapi};
 
@@ -49,47 +43,9 @@ pub(super) fn probe(host: &Host) -> Result<PasswordFacts, ProbeError> {
     if let Err(reason) = &export {
         tracing::debug!(error = %reason, "secedit export unavailable");
     }
-    let (accounts, accounts_source) =
-        with_export_fallback(accounts, &export, account_policy_from_export);
-    let (lockout, lockout_source) =
-        with_export_fallback(lockout, &export, lockout_policy_from_export);
-    let complexity = export.as_ref().map_err(Clone::clone).and_then(complexity_from_export);
-    let reversible_encryption = export
-        .as_ref()
-        .ok()
-        .and_then(|access| access.clear_text_password)
-        .map(|value| value != 0);
-    Ok(PasswordFacts::Windows(WindowsPasswordFacts {
-        accounts,
-        accounts_source,
-        lockout,
-        lockout_source,
-        complexity,
-        reversible_encryption,
-    }))
-}
-
-/// Keeps what `NetUserModalsGet` gave; when it failed, takes the same
-/// numbers from the export if it has them all, else keeps the API's error
-/// (the one a reader can look up).
-fn with_export_fallback<T>(
-    from_api: Result<T, String>,
-    export: &Result<SeceditSystemAccess, String>,
-    convert: fn(&SeceditSystemAccess) -> Result<T, String>,
-) -> (Result<T, String>, WindowsPolicySource) {
-    match (from_api, export) {
-        (Ok(value), _) => (Ok(value), WindowsPolicySource::NetUserModalsGet),
-        (Err(net_api_error), Ok(access)) => match convert(access) {
-            Ok(value) => (
-                Ok(value),
-                WindowsPolicySource::SeceditExport { net_api_error },
-            ),
-            Err(_) => (Err(net_api_error), WindowsPolicySource::NetUserModalsGet),
-        },
-        (Err(net_api_error), Err(_)) => {
-            (Err(net_api_error), WindowsPolicySource::NetUserModalsGet)
-        }
-    }
+    Ok(PasswordFacts::Windows(windows_facts(
+        accounts, lockout, export,
+    )))
 }
 
 /// Runs secedit into a private scratch directory, reads and parses the
@@ -163,10 +119,7 @@ fn create_scratch_dir() -> Result<PathBuf, String> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos());
-    let dir = std::env::temp_dir().join(format!(
-        "palisade-secedit-{}-{nanos}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("palisade-secedit-{}-{nanos}", std::process::id()));
     let sddl = format!("D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;{sid})");
     acl::create_dir_with_sddl(&dir, &sddl)
         .map_err(|err| format!("cannot create a private scratch directory: {err}"))?;
