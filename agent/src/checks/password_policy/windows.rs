@@ -9,8 +9,9 @@
 //! The scratch file lives in a fresh directory under the temp directory,
 //! created with an ACL that lets only SYSTEM and the account the agent runs
 //! as in (`sys::acl::create_dir_with_sddl`), and is deleted afterwards.
-//! Every failure (secedit missing, as under Wine; a non-zero exit; a file
-//! the parser refuses) becomes the reason that part is `unknown`.
+//! Every failure (secedit missing; a non-zero exit; Wine's stub, which
+//! exits 0 and writes nothing; a file the parser refuses) becomes the
+//! reason that part is `unknown`.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -95,8 +96,14 @@ fn run_and_read_export(host: &Host, file: &Path) -> Result<SeceditSystemAccess, 
             }
         ));
     }
-    let bytes = std::fs::read(file)
-        .map_err(|err| format!("cannot read secedit's export {}: {err}", file.display()))?;
+    let bytes = std::fs::read(file).map_err(|err| match err.kind() {
+        // Wine ships a secedit.exe stub that does exactly this.
+        std::io::ErrorKind::NotFound => format!(
+            "`{}` reported success but wrote no export",
+            command.display()
+        ),
+        _ => format!("cannot read secedit's export {}: {err}", file.display()),
+    })?;
     let text = parse_windows::decode_secedit_export(&bytes)
         .map_err(|err| format!("secedit's export: {err}"))?;
     parse_windows::parse_secedit_export(&text).map_err(|err| format!("secedit's export: {err}"))
