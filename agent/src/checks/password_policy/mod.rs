@@ -31,8 +31,11 @@
 //! classes. When `NetUserModalsGet` fails (Wine answers 2140) the export's
 //! numbers stand in if it has them, and the evidence names the source;
 //! whatever neither gives is `unknown` with the reason. Both read the
-//! local machine's policy, which is not a domain account's. `net accounts` output has a parser too ([`parse_windows::parse_net_accounts`]),
-//! not run by the probe yet.
+//! local machine's policy, which is not a domain account's.
+//! `net accounts` output has a parser too
+//! ([`parse_windows::parse_net_accounts`]) that the probe does not run:
+//! net.exe asks the same `NetUserModalsGet`, so it cannot stand in when
+//! that fails, and it prints translated labels.
 //!
 //! macOS (`pwpolicy getaccountpolicies`) has no probe yet: there the rule
 //! reports `unknown`. Nothing here changes the machine.
