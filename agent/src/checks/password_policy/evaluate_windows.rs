@@ -1,6 +1,7 @@
 //! The Windows evaluator of `password_policy`: the local account policy
-//! (`NetUserModalsGet`) against the policy's length, expiry and classes.
-//! Pure, so it compiles and is tested on every OS.
+//! (`NetUserModalsGet`, or secedit's export when that call fails) and the
+//! complexity switch (secedit's export) against the policy's length, expiry
+//! and classes. Pure, so it compiles and is tested on every OS.
 //!
 //! What could not be read makes the verdict `unknown` unless something that
 //! was read already fails: a failure found is worth reporting even when the
@@ -14,7 +15,10 @@ use super::WindowsPasswordFacts;
 use crate::checks::Verdict;
 
 /// The character classes Windows' complexity rule asks for: three of upper
-/// case, lower case, digits and symbols.
+/// case, lower case, digits and symbols (Microsoft's "Password must meet
+/// complexity requirements" page; the fifth, "Unicode letters", counts as
+/// one more class but is never required). So complexity on satisfies a
+/// policy of at most 3 classes, and no Windows setting satisfies 4.
 const WINDOWS_COMPLEXITY_CLASSES: u32 = 3;
 
 const SECONDS_PER_DAY: u64 = 86_400;
@@ -70,20 +74,26 @@ pub fn evaluate(facts: &WindowsPasswordFacts, policy: &PasswordPolicy) -> Verdic
                 "Windows' complexity rule asks {WINDOWS_COMPLEXITY_CLASSES} character classes at \
                  most; the policy asks {classes}"
             ));
+            // No setting on the machine can fix this one; say who can.
+            fixes.push(format!(
+                "No Windows setting requires {classes} character classes: the policy's \
+                 administrator has to lower min_classes to {WINDOWS_COMPLEXITY_CLASSES} for \
+                 Windows."
+            ));
         } else {
-            match facts.complexity {
-                Some(true) => {}
-                Some(false) => {
-                    failures.push("password complexity is off".to_owned());
+            match &facts.complexity {
+                Ok(true) => {}
+                Ok(false) => {
+                    failures.push(format!(
+                        "password complexity is off; the policy asks {classes} character classes"
+                    ));
                     fixes.push(format!(
                         "Enable \"Password must meet complexity requirements\" ({WHERE})."
                     ));
                 }
-                None => unknowns.push(
-                    "whether passwords must meet complexity requirements is not read on Windows \
-                     yet"
-                    .to_owned(),
-                ),
+                Err(reason) => unknowns.push(format!(
+                    "cannot read whether passwords must meet complexity requirements: {reason}"
+                )),
             }
         }
     }
@@ -120,10 +130,18 @@ pub fn evaluate(facts: &WindowsPasswordFacts, policy: &PasswordPolicy) -> Verdic
         }),
         Err(reason) => json!({ "unreadable": reason }),
     };
+    let complexity = match &facts.complexity {
+        Ok(on) => json!(on),
+        Err(reason) => json!({ "unreadable": reason }),
+    };
     verdict
         .with_evidence("account_policy", accounts)
+        .with_evidence("account_policy_source", facts.accounts_source.describe())
         .with_evidence("lockout_policy", lockout)
-        .with_evidence("complexity", json!(facts.complexity))
+        .with_evidence("lockout_policy_source", facts.lockout_source.describe())
+        .with_evidence("complexity", complexity)
+        .with_evidence("complexity_source", "secedit /export /areas SECURITYPOLICY")
+        .with_evidence("reversible_encryption", json!(facts.reversible_encryption))
         .with_evidence("min_length_required", policy.min_length)
         .with_evidence("min_classes_required", json!(policy.min_classes))
         .with_evidence("max_age_days_required", json!(policy.max_age_days))

@@ -1,8 +1,8 @@
-//! Rule `password_policy`: PAM makes every new password at least the
-//! policy's length (and class mix), and, when the policy asks, passwords
-//! expire.
+//! Rule `password_policy`: every new password is at least the policy's
+//! length (and class mix), and, when the policy asks, passwords expire.
 //!
-//! Linux probe, every file through [`Host`] so `--host-root` works:
+//! Linux: PAM enforces it. The probe reads every file through [`Host`] so
+//! `--host-root` works:
 //! - the PAM password stack: `/etc/pam.d/common-password` (Debian, Ubuntu),
 //!   or else `/etc/pam.d/system-auth` and `/etc/pam.d/password-auth` (Fedora,
 //!   RHEL), with their `include`/`substack`/`@include` files ([`pam`]);
@@ -19,19 +19,32 @@
 //! `/usr/lib/security` are reported `unknown` (not evaluated yet), never
 //! `pass`.
 //!
-//! Not covered: accounts that exist already keep their own expiry in
-//! `/etc/shadow` (login.defs sets it for new accounts); services whose PAM
-//! file does not include the stack above; root, whom pam_pwquality only warns
-//! unless `enforce_for_root` is set (shown in the evidence).
+//! Not covered on Linux: accounts that exist already keep their own expiry
+//! in `/etc/shadow` (login.defs sets it for new accounts); services whose
+//! PAM file does not include the stack above; root, whom pam_pwquality only
+//! warns unless `enforce_for_root` is set (shown in the evidence).
 //!
-//! macOS (`pwpolicy getaccountpolicies`) and Windows (`net accounts`) probes
-//! are not written yet: there the rule reports `unknown`. Nothing here
-//! changes the machine.
+//! Windows: the local account policy from `NetUserModalsGet` levels 0
+//! (length, ages) and 3 (lockout), and "Password must meet complexity
+//! requirements" from `secedit /export /areas SECURITYPOLICY`
+//! ([`parse_windows`]); Windows' complexity means three of four character
+//! classes. When `NetUserModalsGet` fails (Wine answers 2140) the export's
+//! numbers stand in if it has them, and the evidence names the source;
+//! whatever neither gives is `unknown` with the reason. Both read the
+//! local machine's policy, which is not a domain account's.
+//! `net accounts` output has a parser too
+//! ([`parse_windows::parse_net_accounts`]) that the probe does not run:
+//! net.exe asks the same `NetUserModalsGet`, so it cannot stand in when
+//! that fails, and it prints translated labels.
+//!
+//! macOS (`pwpolicy getaccountpolicies`) has no probe yet: there the rule
+//! reports `unknown`. Nothing here changes the machine.
 //!
 //! The folder: this file holds the facts, the [`Rule`] impl and which probe
-//! runs; `linux.rs` (and `windows.rs`, `macos.rs`) gather the facts, [`pam`],
-//! [`pwquality`] and [`login_defs`] read the text, `evaluate.rs` (with
-//! `stack.rs` and `finding.rs`) decides. Only the probes reach the machine.
+//! runs; `linux.rs` and `windows.rs` (and `macos.rs`) gather the facts;
+//! [`pam`], [`pwquality`], [`login_defs`] and [`parse_windows`] read the
+//! text; `evaluate.rs` (with `stack.rs` and `finding.rs`) and
+//! `evaluate_windows.rs` decide. Only the probes reach the machine.
 
 pub mod enforce;
 mod evaluate;
@@ -44,6 +57,7 @@ pub mod login_defs;
 #[cfg(target_os = "macos")]
 mod macos;
 pub mod pam;
+pub mod parse_windows;
 pub mod pwquality;
 mod stack;
 #[cfg(windows)]
@@ -162,14 +176,44 @@ pub enum PasswordFacts {
 }
 
 /// Windows: the local account policy as `NetUserModalsGet` reports it
-/// (level 0: length and ages; level 3: lockout), or why it could not.
+/// (level 0: length and ages; level 3: lockout), complexity from the
+/// security policy `secedit /export` writes out, or why each could not be
+/// read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowsPasswordFacts {
     pub accounts: Result<WindowsAccountPolicy, String>,
+    pub accounts_source: WindowsPolicySource,
     pub lockout: Result<WindowsLockoutPolicy, String>,
-    /// "Password must meet complexity requirements": not read yet (it
-    /// lives in the security database, exported by `secedit`), so `None`.
-    pub complexity: Option<bool>,
+    pub lockout_source: WindowsPolicySource,
+    /// "Password must meet complexity requirements" (`PasswordComplexity`
+    /// in the export's `[System Access]`); no Win32 call outside the LSA's
+    /// private interface gives it.
+    pub complexity: Result<bool, String>,
+    /// "Store passwords using reversible encryption", when the export
+    /// has it: shown in the evidence, not judged.
+    pub reversible_encryption: Option<bool>,
+}
+
+/// Where a part of [`WindowsPasswordFacts`] was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowsPolicySource {
+    NetUserModalsGet,
+    /// `NetUserModalsGet` failed with this error, and secedit's export
+    /// had the same numbers.
+    SeceditExport {
+        net_api_error: String,
+    },
+}
+
+impl WindowsPolicySource {
+    fn describe(&self) -> String {
+        match self {
+            Self::NetUserModalsGet => "NetUserModalsGet".to_owned(),
+            Self::SeceditExport { net_api_error } => {
+                format!("secedit /export (NetUserModalsGet failed: {net_api_error})")
+            }
+        }
+    }
 }
 
 /// `USER_MODALS_INFO_0`.

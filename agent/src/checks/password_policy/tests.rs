@@ -1305,8 +1305,11 @@ fn windows_facts(min_length: u32, max_age_days: Option<u32>) -> PasswordFacts {
             min_password_age_seconds: 0,
             password_history_length: 24,
         }),
+        accounts_source: WindowsPolicySource::NetUserModalsGet,
         lockout: Err("not read".into()),
-        complexity: None,
+        lockout_source: WindowsPolicySource::NetUserModalsGet,
+        complexity: Err("not read".into()),
+        reversible_encryption: None,
     })
 }
 
@@ -1353,8 +1356,11 @@ fn windows_account_policy_is_judged_and_never_guessed() {
             "the API failing is unknown",
             PasswordFacts::Windows(WindowsPasswordFacts {
                 accounts: Err("NetUserModalsGet level 0 failed with 2140".into()),
+                accounts_source: WindowsPolicySource::NetUserModalsGet,
                 lockout: Err("NetUserModalsGet level 3 failed with 2140".into()),
-                complexity: None,
+                lockout_source: WindowsPolicySource::NetUserModalsGet,
+                complexity: Err("`secedit.exe` is not installed".into()),
+                reversible_encryption: None,
             }),
             policy(12, None, None),
             Unknown,
@@ -1371,4 +1377,215 @@ fn windows_account_policy_is_judged_and_never_guessed() {
             "{name}: {verdict:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Windows: captured exports (agent/tests/fixtures/windows/password_policy,
+// see its SOURCES.md) through the parser, the probe's fact-building and the
+// evaluator, as the probe does it, minus the two system calls.
+
+const WINDOWS_FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/windows/password_policy"
+);
+
+/// What `NetUserModalsGet` level 0 gives under Wine (its Display text).
+const WINE_LEVEL_0: &str =
+    "NetUserModalsGet level 0 failed with 2140 (NERR_InvalidAPI: not implemented on this system)";
+const WINE_LEVEL_3: &str =
+    "NetUserModalsGet level 3 failed with 2140 (NERR_InvalidAPI: not implemented on this system)";
+
+fn export_of(bytes: &[u8]) -> Result<parse_windows::SeceditSystemAccess, String> {
+    parse_windows::decode_secedit_export(bytes)
+        .and_then(|text| parse_windows::parse_secedit_export(&text))
+        .map_err(|err| format!("secedit's export: {err}"))
+}
+
+fn export_fixture(name: &str) -> Result<parse_windows::SeceditSystemAccess, String> {
+    export_of(&std::fs::read(format!("{WINDOWS_FIXTURES}/{name}")).unwrap())
+}
+
+fn api_accounts(
+    min_length: u32,
+    max_age_days: Option<u32>,
+) -> Result<WindowsAccountPolicy, String> {
+    Ok(WindowsAccountPolicy {
+        min_password_length: min_length,
+        max_password_age_seconds: max_age_days.map(|d| d * 86_400),
+        min_password_age_seconds: 0,
+        password_history_length: 24,
+    })
+}
+
+fn api_lockout() -> Result<WindowsLockoutPolicy, String> {
+    Ok(WindowsLockoutPolicy {
+        threshold: 5,
+        duration_seconds: 900,
+        observation_window_seconds: 900,
+    })
+}
+
+struct WindowsCase {
+    name: &'static str,
+    accounts: Result<WindowsAccountPolicy, String>,
+    lockout: Result<WindowsLockoutPolicy, String>,
+    export: Result<parse_windows::SeceditSystemAccess, String>,
+    policy: PasswordPolicy,
+    status: CheckStatus,
+    summary_has: &'static [&'static str],
+}
+
+#[test]
+fn windows_exports_become_facts_and_verdicts() {
+    use CheckStatus::{Fail, Pass, Unknown};
+    // Typed, not captured (SOURCES.md, "Not found"): the finpri export
+    // with complexity switched off, the one line that differs.
+    let finpri = std::fs::read_to_string(format!("{WINDOWS_FIXTURES}/secedit-finpri-win.inf"))
+        .unwrap()
+        .replace("PasswordComplexity = 1", "PasswordComplexity = 0");
+    let cases = [
+        WindowsCase {
+            name: "complexity on (the UTF-16 file) covers three classes",
+            accounts: api_accounts(14, Some(30)),
+            lockout: api_lockout(),
+            export: export_fixture("secedit-finpri-win.utf16le.inf"),
+            policy: policy(12, Some(3), Some(90)),
+            status: Pass,
+            summary_has: &["is 14"],
+        },
+        WindowsCase {
+            name: "complexity on cannot cover four classes",
+            accounts: api_accounts(14, Some(30)),
+            lockout: api_lockout(),
+            export: export_fixture("secedit-finpri-win.inf"),
+            policy: policy(12, Some(4), None),
+            status: Fail,
+            summary_has: &["3 character classes at most"],
+        },
+        WindowsCase {
+            name: "complexity off fails",
+            accounts: api_accounts(14, Some(30)),
+            lockout: api_lockout(),
+            export: export_of(finpri.as_bytes()),
+            policy: policy(12, Some(3), None),
+            status: Fail,
+            summary_has: &["complexity is off"],
+        },
+        WindowsCase {
+            name: "the API failing, the export gives the length",
+            accounts: Err(WINE_LEVEL_0.into()),
+            lockout: Err(WINE_LEVEL_3.into()),
+            export: export_fixture("secedit-ukulele2fire.cfg"),
+            policy: policy(12, Some(3), None),
+            status: Fail,
+            summary_has: &["length is 10; the policy asks 12"],
+        },
+        WindowsCase {
+            name: "the API failing, the export passes",
+            accounts: Err(WINE_LEVEL_0.into()),
+            lockout: Err(WINE_LEVEL_3.into()),
+            export: export_fixture("secedit-ukulele2fire.cfg"),
+            policy: policy(8, Some(3), Some(30)),
+            status: Pass,
+            summary_has: &["is 10"],
+        },
+        WindowsCase {
+            name: "Wine: the API answers 2140 and secedit is missing",
+            accounts: Err(WINE_LEVEL_0.into()),
+            lockout: Err(WINE_LEVEL_3.into()),
+            export: Err(r"`C:\windows\System32\secedit.exe` is not installed".into()),
+            policy: policy(12, Some(3), None),
+            status: Unknown,
+            summary_has: &[
+                "NetUserModalsGet level 0 failed with 2140",
+                "complexity requirements: `C:\\windows\\System32\\secedit.exe` is not installed",
+            ],
+        },
+        WindowsCase {
+            name: "an export the parser refuses is unknown, naming the line",
+            accounts: api_accounts(14, None),
+            lockout: api_lockout(),
+            export: export_of(b"[System Access]\nPasswordComplexity = on\n"),
+            policy: policy(12, Some(3), None),
+            status: Unknown,
+            summary_has: &["line 2: PasswordComplexity is `on`"],
+        },
+        WindowsCase {
+            name: "complexity unknown does not hide a short length",
+            accounts: api_accounts(8, None),
+            lockout: api_lockout(),
+            export: Err("`secedit` exited with 5".into()),
+            policy: policy(12, Some(3), None),
+            status: Fail,
+            summary_has: &["length is 8"],
+        },
+        WindowsCase {
+            name: "complexity unread does not matter when no classes are asked",
+            accounts: api_accounts(14, None),
+            lockout: api_lockout(),
+            export: Err("`secedit` exited with 5".into()),
+            policy: policy(12, None, None),
+            status: Pass,
+            summary_has: &["is 14"],
+        },
+    ];
+    for case in cases {
+        let facts = PasswordFacts::Windows(parse_windows::windows_facts(
+            case.accounts,
+            case.lockout,
+            case.export,
+        ));
+        let verdict = evaluate(&facts, &case.policy);
+        assert_eq!(verdict.status, case.status, "{}: {verdict:?}", case.name);
+        for part in case.summary_has {
+            assert!(
+                verdict.summary.contains(part),
+                "{}: {part}: {verdict:?}",
+                case.name
+            );
+        }
+        assert_eq!(
+            verdict.fix.is_empty(),
+            case.status != Fail,
+            "{}: {verdict:?}",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn windows_evidence_says_where_each_number_came_from() {
+    let facts = PasswordFacts::Windows(parse_windows::windows_facts(
+        Err(WINE_LEVEL_0.into()),
+        api_lockout(),
+        export_fixture("secedit-finpri-win.inf"),
+    ));
+    let verdict = evaluate(&facts, &policy(12, Some(3), None));
+    let evidence = serde_json::to_value(&verdict.evidence).unwrap();
+    assert_eq!(
+        evidence["account_policy_source"],
+        format!("secedit /export (NetUserModalsGet failed: {WINE_LEVEL_0})")
+    );
+    assert_eq!(evidence["lockout_policy_source"], "NetUserModalsGet");
+    assert_eq!(evidence["account_policy"]["min_password_length"], 0);
+    assert_eq!(
+        evidence["account_policy"]["max_password_age_seconds"],
+        42 * 86_400
+    );
+    assert_eq!(evidence["complexity"], true);
+    assert_eq!(evidence["reversible_encryption"], false);
+
+    let unread = PasswordFacts::Windows(parse_windows::windows_facts(
+        Err(WINE_LEVEL_0.into()),
+        Err(WINE_LEVEL_3.into()),
+        Err("`secedit.exe` is not installed".into()),
+    ));
+    let verdict = evaluate(&unread, &policy(12, Some(3), None));
+    let evidence = serde_json::to_value(&verdict.evidence).unwrap();
+    assert_eq!(
+        evidence["complexity"]["unreadable"],
+        "`secedit.exe` is not installed"
+    );
+    assert_eq!(evidence["account_policy"]["unreadable"], WINE_LEVEL_0);
+    assert!(evidence["reversible_encryption"].is_null());
 }
