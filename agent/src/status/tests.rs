@@ -505,3 +505,21 @@ fn spans_are_rounded_to_what_a_person_wants() {
         "2025-06-02 10:05:00 UTC (in 5 min)"
     );
 }
+
+#[test]
+fn a_pipe_client_may_change_only_with_a_system_or_administrator_token() {
+    assert!(
+        Peer::WindowsToken {
+            system_or_administrator: true
+        }
+        .may_request_changes()
+    );
+    assert!(
+        !Peer::WindowsToken {
+            system_or_administrator: false
+        }
+        .may_request_changes()
+    );
+    assert!(Peer::Uid(0).may_request_changes());
+    assert!(!Peer::Uid(1000).may_request_changes());
+}
