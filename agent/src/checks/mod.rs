@@ -190,6 +190,17 @@ pub enum RegistryRead<T> {
     Unreadable(String),
 }
 
+impl<T: serde::Serialize> RegistryRead<T> {
+    /// As report evidence: the value, `"absent"`, or `{"unreadable": why}`.
+    pub fn evidence(&self) -> serde_json::Value {
+        match self {
+            Self::Value(value) => serde_json::json!(value),
+            Self::Absent => serde_json::json!("absent"),
+            Self::Unreadable(reason) => serde_json::json!({ "unreadable": reason }),
+        }
+    }
+}
+
 impl<T> RegistryRead<T> {
     /// From a `sys::registry` read; the error is kept as its text.
     pub fn from_io(read: std::io::Result<Option<T>>) -> Self {

@@ -112,20 +112,12 @@ pub(super) async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
     path: &std::path::Path,
     request: Request,
 ) -> Result<Response, StatusError> {
-    let io = |action: &'static str| {
-        let path = path.to_owned();
-        move |source| StatusError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     let mut line = request.to_json().into_bytes();
     line.push(b'\n');
     stream
         .write_all(&line)
         .await
-        .map_err(io("send a request to"))?;
+        .map_err(StatusError::io("send a request to", path))?;
     let limit = u64::try_from(MAX_RESPONSE_BYTES)
         .unwrap_or(u64::MAX)
         .saturating_add(1);
@@ -134,7 +126,7 @@ pub(super) async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
     reader
         .read_until(b'\n', &mut answer)
         .await
-        .map_err(io("read the answer from"))?;
+        .map_err(StatusError::io("read the answer from", path))?;
     if answer.last() == Some(&b'\n') {
         answer.pop();
     } else if answer.len() > MAX_RESPONSE_BYTES {

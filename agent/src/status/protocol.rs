@@ -2,7 +2,7 @@
 //! out, and the pure answer to each request.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -218,6 +218,18 @@ pub enum StatusError {
     NotASocket { path: PathBuf },
     #[error("status is served only on Unix and Windows")]
     Unsupported,
+}
+
+impl StatusError {
+    /// For `map_err`: `action` on `path` failed with an I/O error.
+    pub(super) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_owned();
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
+    }
 }
 
 /// Whether a peer with this uid may ask for changes. `None` (the kernel

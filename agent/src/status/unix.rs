@@ -34,31 +34,23 @@ pub(super) struct Bound {
 
 impl Bound {
     pub(super) fn bind(path: &Path) -> Result<Self, StatusError> {
-        let io = |action: &'static str, path: &Path| {
-            let path = path.to_owned();
-            move |source| StatusError::Io {
-                action,
-                path,
-                source,
-            }
-        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.exists() {
                 std::fs::DirBuilder::new()
                     .recursive(true)
                     .mode(PARENT_MODE)
                     .create(parent)
-                    .map_err(io("create the socket directory", parent))?;
+                    .map_err(StatusError::io("create the socket directory", parent))?;
             }
         }
         remove_stale_socket(path)?;
-        let listener = UnixListener::bind(path).map_err(io("listen on", path))?;
+        let listener = UnixListener::bind(path).map_err(StatusError::io("listen on", path))?;
         // The socket is created with the process umask (0755 for a
         // root daemon: others cannot connect), so it is never more open
         // than intended before this line.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
-            .map_err(io("set the mode of", path))?;
-        let metadata = std::fs::symlink_metadata(path).map_err(io("inspect", path))?;
+            .map_err(StatusError::io("set the mode of", path))?;
+        let metadata = std::fs::symlink_metadata(path).map_err(StatusError::io("inspect", path))?;
         tracing::info!(path = %path.display(), "status socket listening");
         Ok(Self {
             listener,

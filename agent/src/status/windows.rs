@@ -43,15 +43,8 @@ pub(super) struct Bound {
 
 impl Bound {
     pub(super) fn bind(path: &Path) -> Result<Self, StatusError> {
-        let io = |action: &'static str| {
-            let path = path.to_owned();
-            move |source| StatusError::Io {
-                action,
-                path,
-                source,
-            }
-        };
-        let security = pipe::pipe_security().map_err(io("describe the security of"))?;
+        let security =
+            pipe::pipe_security().map_err(StatusError::io("describe the security of", path))?;
         let name = path.as_os_str().to_owned();
         let first = pipe::create_instance(&name, true, &security).map_err(|err| {
             if err.raw_os_error() == Some(ERROR_ACCESS_DENIED) {
@@ -59,7 +52,7 @@ impl Bound {
                     path: path.to_owned(),
                 }
             } else {
-                io("create the pipe")(err)
+                StatusError::io("create the pipe", path)(err)
             }
         })?;
         tracing::info!(pipe = %path.display(), "status pipe listening");

@@ -163,14 +163,6 @@ fn fix_text(max: u64) -> String {
     )
 }
 
-fn read_evidence<T: serde::Serialize>(read: &RegistryRead<T>) -> Value {
-    match read {
-        RegistryRead::Value(value) => json!(value),
-        RegistryRead::Absent => json!("absent"),
-        RegistryRead::Unreadable(reason) => json!({ "unreadable": reason }),
-    }
-}
-
 fn outcome_evidence(outcome: &SessionOutcome) -> Value {
     match outcome {
         SessionOutcome::LocksAfter(seconds) => json!({ "locks_after_seconds": seconds }),
@@ -181,10 +173,10 @@ fn outcome_evidence(outcome: &SessionOutcome) -> Value {
 
 fn values_evidence(values: &ScreenSaverValues) -> Value {
     json!({
-        "ScreenSaveActive": read_evidence(&values.active),
-        "ScreenSaverIsSecure": read_evidence(&values.secure),
-        "ScreenSaveTimeOut": read_evidence(&values.timeout),
-        "SCRNSAVE.EXE": read_evidence(&values.executable),
+        "ScreenSaveActive": values.active.evidence(),
+        "ScreenSaverIsSecure": values.secure.evidence(),
+        "ScreenSaveTimeOut": values.timeout.evidence(),
+        "SCRNSAVE.EXE": values.executable.evidence(),
     })
 }
 
@@ -194,10 +186,7 @@ pub fn evaluate(facts: &WindowsLockFacts, policy: &ScreenLockPolicy) -> Verdict 
     let machine = machine_outcome(&facts.inactivity_limit);
     let base = |verdict: Verdict, users: Vec<Value>| {
         verdict
-            .with_evidence(
-                "inactivity_timeout_secs",
-                read_evidence(&facts.inactivity_limit),
-            )
+            .with_evidence("inactivity_timeout_secs", facts.inactivity_limit.evidence())
             .with_evidence("users", users)
             .with_evidence("max_idle_seconds", policy.max_idle_seconds)
     };

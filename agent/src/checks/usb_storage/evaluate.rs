@@ -309,6 +309,42 @@ pub(super) fn controls_evidence(controls: &PreventiveControls) -> (Value, Vec<St
     )
 }
 
+/// The summary of a pass, the same words on every OS: `blocked` is the
+/// note on devices the system blocked (`" (2 blocked by the kernel)"` or
+/// empty), `in_place` the preventive controls found.
+pub(super) fn pass_summary(
+    storage: UsbStorageMode,
+    connected: usize,
+    blocked: &str,
+    in_place: &[String],
+) -> String {
+    match (storage, connected) {
+        (UsbStorageMode::Allow, 0) => {
+            format!("the policy allows USB storage; none is connected{blocked}")
+        }
+        (UsbStorageMode::Allow, n) => format!(
+            "the policy allows USB storage; {n} mass-storage device{} connected{blocked}",
+            if n == 1 { " is" } else { "s are" }
+        ),
+        (_, 0) => {
+            let controls = if in_place.is_empty() {
+                "no preventive control is in place, so one plugged in later is caught at the \
+                 next check"
+                    .to_owned()
+            } else {
+                format!("in place: {}", in_place.join("; "))
+            };
+            format!("no USB mass-storage device is connected{blocked}; {controls}")
+        }
+        (UsbStorageMode::ReadOnly, _) => {
+            format!("every connected USB mass-storage device is allowlisted or read-only{blocked}")
+        }
+        (UsbStorageMode::Block, _) => {
+            format!("only allowlisted USB mass-storage devices are connected{blocked}")
+        }
+    }
+}
+
 /// Decides the rule from the facts.
 pub fn evaluate(facts: &LinuxUsbFacts, policy: &UsbStoragePolicy) -> Verdict {
     let (mut controls, mut in_place) = controls_evidence(&facts.controls);
@@ -406,31 +442,7 @@ pub fn evaluate(facts: &LinuxUsbFacts, policy: &UsbStoragePolicy) -> Verdict {
         } else {
             format!(" ({blocked_count} blocked by the kernel)")
         };
-        let summary = match (policy.storage, connected.len()) {
-            (UsbStorageMode::Allow, 0) => {
-                format!("the policy allows USB storage; none is connected{blocked}")
-            }
-            (UsbStorageMode::Allow, n) => format!(
-                "the policy allows USB storage; {n} mass-storage device{} connected{blocked}",
-                if n == 1 { " is" } else { "s are" }
-            ),
-            (_, 0) => {
-                let controls = if in_place.is_empty() {
-                    "no preventive control is in place, so one plugged in later is caught at the \
-                     next check"
-                        .to_owned()
-                } else {
-                    format!("in place: {}", in_place.join("; "))
-                };
-                format!("no USB mass-storage device is connected{blocked}; {controls}")
-            }
-            (UsbStorageMode::ReadOnly, _) => format!(
-                "every connected USB mass-storage device is allowlisted or read-only{blocked}"
-            ),
-            (UsbStorageMode::Block, _) => {
-                format!("only allowlisted USB mass-storage devices are connected{blocked}")
-            }
-        };
+        let summary = pass_summary(policy.storage, connected.len(), &blocked, &in_place);
         Verdict::new(CheckStatus::Pass, summary)
     };
     let verdict = if verdict.status == CheckStatus::Fail {

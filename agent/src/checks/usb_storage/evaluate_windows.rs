@@ -17,7 +17,7 @@ use palisade_shared::policy::{UsbDeviceMatch, UsbStorageMode, UsbStoragePolicy};
 use palisade_shared::report::CheckStatus;
 use serde_json::{Value, json};
 
-use super::evaluate::{Decision, FIX_BLOCK};
+use super::evaluate::{Decision, FIX_BLOCK, pass_summary};
 use super::parse_windows::{UsbInstanceId, filetime_to_unix_seconds, parse_usb_instance_id};
 use super::{RemovableStoragePolicy, WindowsStorageDevice, WindowsUsbFacts};
 use crate::checks::{RegistryRead, Verdict};
@@ -169,14 +169,6 @@ fn describe(device: &WindowsStorageDevice) -> String {
     }
 }
 
-fn registry_evidence(value: &RegistryRead<u32>) -> Value {
-    match value {
-        RegistryRead::Value(value) => json!(value),
-        RegistryRead::Absent => json!("absent"),
-        RegistryRead::Unreadable(reason) => json!({ "unreadable": reason }),
-    }
-}
-
 fn controls(facts: &WindowsUsbFacts) -> (Value, Vec<String>) {
     let policy = &facts.removable_storage_policy;
     let mut in_place = Vec::new();
@@ -196,11 +188,11 @@ fn controls(facts: &WindowsUsbFacts) -> (Value, Vec<String>) {
         in_place.push("Group Policy denies writing to removable disks (Deny_Write)".to_owned());
     }
     let evidence = json!({
-        "usbstor_start": registry_evidence(&facts.usbstor_start),
-        "uaspstor_start": registry_evidence(&facts.uaspstor_start),
-        "deny_all": registry_evidence(&policy.deny_all),
-        "removable_disks_deny_read": registry_evidence(&policy.deny_read),
-        "removable_disks_deny_write": registry_evidence(&policy.deny_write),
+        "usbstor_start": facts.usbstor_start.evidence(),
+        "uaspstor_start": facts.uaspstor_start.evidence(),
+        "deny_all": policy.deny_all.evidence(),
+        "removable_disks_deny_read": policy.deny_read.evidence(),
+        "removable_disks_deny_write": policy.deny_write.evidence(),
     });
     (evidence, in_place)
 }
@@ -299,31 +291,7 @@ pub fn evaluate(facts: &WindowsUsbFacts, policy: &UsbStoragePolicy) -> Verdict {
             format!("could not determine: {}", unknown.join("; ")),
         )
     } else {
-        let summary = match (policy.storage, connected) {
-            (UsbStorageMode::Allow, 0) => {
-                format!("the policy allows USB storage; none is connected{blocked_note}")
-            }
-            (UsbStorageMode::Allow, n) => format!(
-                "the policy allows USB storage; {n} mass-storage device{} connected{blocked_note}",
-                if n == 1 { " is" } else { "s are" }
-            ),
-            (_, 0) => {
-                let controls = if in_place.is_empty() {
-                    "no preventive control is in place, so one plugged in later is caught at the \
-                     next check"
-                        .to_owned()
-                } else {
-                    format!("in place: {}", in_place.join("; "))
-                };
-                format!("no USB mass-storage device is connected{blocked_note}; {controls}")
-            }
-            (UsbStorageMode::ReadOnly, _) => format!(
-                "every connected USB mass-storage device is allowlisted or read-only{blocked_note}"
-            ),
-            (UsbStorageMode::Block, _) => {
-                format!("only allowlisted USB mass-storage devices are connected{blocked_note}")
-            }
-        };
+        let summary = pass_summary(policy.storage, connected, &blocked_note, &in_place);
         Verdict::new(CheckStatus::Pass, summary)
     };
     let evidence_devices: Vec<Value> = decisions

@@ -14,7 +14,8 @@ const FIXTURES: &str = concat!(
     "/tests/fixtures/linux/usb_storage"
 );
 
-fn policy(storage: UsbStorageMode, allow: &[&str]) -> UsbStoragePolicy {
+/// An enforced policy; the Windows evaluator's tests use it too.
+pub(super) fn policy(storage: UsbStorageMode, allow: &[&str]) -> UsbStoragePolicy {
     UsbStoragePolicy {
         settings: RuleSettings {
             mode: Mode::Enforce,

@@ -3,12 +3,12 @@
 //! sticks (SanDisk Cruzer Blade 0781:5567, Kingston DataTraveler 0951:1666).
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-use palisade_shared::policy::{RuleSettings, UsbDeviceMatch, UsbStorageMode, UsbStoragePolicy};
+use palisade_shared::policy::{UsbStorageMode, UsbStoragePolicy};
 use palisade_shared::report::CheckStatus;
-use palisade_shared::report::Mode;
 
 use super::evaluate;
 use crate::checks::RegistryRead;
+use crate::checks::usb_storage::tests::policy;
 use crate::checks::usb_storage::{RemovableStoragePolicy, WindowsStorageDevice, WindowsUsbFacts};
 
 const CRUZER: &str = r"USB\VID_0781&PID_5567\4C530001230512116283";
@@ -34,20 +34,6 @@ fn facts(devices: Vec<WindowsStorageDevice>) -> WindowsUsbFacts {
         uaspstor_start: RegistryRead::Value(3),
         removable_storage_policy: RemovableStoragePolicy::default(),
         devices: Ok(devices),
-    }
-}
-
-fn policy(storage: UsbStorageMode, allow: &[&str]) -> UsbStoragePolicy {
-    UsbStoragePolicy {
-        settings: RuleSettings {
-            mode: Mode::Enforce,
-            grace_days: 0,
-        },
-        storage,
-        allow: allow
-            .iter()
-            .map(|entry| UsbDeviceMatch::parse(entry).unwrap())
-            .collect(),
     }
 }
 
