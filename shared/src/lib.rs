@@ -11,6 +11,7 @@
 pub mod diagnostics;
 pub mod envelope;
 pub mod ids;
+pub mod pin;
 pub mod policy;
 pub mod protocol;
 pub mod report;
