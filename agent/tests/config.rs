@@ -69,19 +69,25 @@ fn shipped_file_documents_every_key_the_parser_knows() {
 #[test]
 fn shipped_file_with_every_example_uncommented_is_valid() {
     let text = std::fs::read_to_string(SHIPPED).unwrap();
-    let uncommented: String = text
-        .lines()
-        .map(|line| match line.strip_prefix("# ") {
-            Some(rest) if key_of_line(rest).is_some() => rest,
-            _ => line,
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let config = AgentConfig::parse(&uncommented)
-        .unwrap_or_else(|errors| panic!("{}", errors.render_for_file("agent.toml")));
-    assert!(config.collector_url.is_some());
-    assert!(config.ca_file.is_some());
-    assert!(config.enroll_secret.is_some());
+    // ca_file and ca_pin are alternatives: each is uncommented without the
+    // other.
+    for (shown, left_out) in [("ca_file", "ca_pin"), ("ca_pin", "ca_file")] {
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if key_of_line(rest).is_some_and(|key| key != left_out) => rest,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = AgentConfig::parse(&uncommented).unwrap_or_else(|errors| {
+            panic!("with {shown}: {}", errors.render_for_file("agent.toml"))
+        });
+        assert!(config.collector_url.is_some());
+        assert!(config.enroll_secret.is_some());
+        assert_eq!(config.ca_file.is_some(), shown == "ca_file");
+        assert_eq!(config.ca_pin.is_some(), shown == "ca_pin");
+    }
 }
 
 #[test]

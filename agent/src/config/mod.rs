@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use palisade_shared::diagnostics::{self, Diagnostics};
+use palisade_shared::pin::CaPin;
 use zeroize::Zeroizing;
 
 use crate::spool;
@@ -95,6 +96,9 @@ pub struct AgentConfig {
     /// A PEM file of CA certificates to trust for the collector instead of
     /// the system roots.
     pub ca_file: Option<PathBuf>,
+    /// The collector's pinned certificate key (`sha256/…`), for a silent
+    /// install that cannot ship a CA file; exclusive with `ca_file`.
+    pub ca_pin: Option<CaPin>,
     /// The enrollment secret for a silent install.
     pub enroll_secret: Option<EnrollSecret>,
     pub interval_seconds: u64,
@@ -117,6 +121,7 @@ impl Default for AgentConfig {
         Self {
             collector_url: None,
             ca_file: None,
+            ca_pin: None,
             enroll_secret: None,
             interval_seconds: DEFAULT_INTERVAL_SECONDS,
             state_dir: default_state_dir(),

@@ -7,6 +7,7 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use palisade_shared::diagnostics::invalid;
+use palisade_shared::pin::CaPin;
 use toml_span::de_helpers::TableHelper;
 use toml_span::value::ValueInner;
 use toml_span::{DeserError, Deserialize, Span, Spanned, Value};
@@ -30,6 +31,18 @@ impl<'de> Deserialize<'de> for AgentConfig {
             CollectorUrl::parse(s)
         });
         let ca_file = checked(&mut th, "ca_file", |s: &String| absolute_path(s));
+        let ca_pin = take_string(&mut th, "ca_pin").and_then(|pin| {
+            let problem = match pin.value.parse::<CaPin>() {
+                Ok(_) if ca_file.is_some() => {
+                    "cannot be set together with ca_file: the pin replaces the CA file; keep one"
+                        .to_owned()
+                }
+                Ok(parsed) => return Some(parsed),
+                Err(err) => err.to_string(),
+            };
+            th.errors.push(invalid(pin.span, problem));
+            None
+        });
         let enroll_secret = checked(&mut th, "enroll_secret", |s: &String| {
             if s.is_empty() {
                 Err("is empty; leave the key out when there is no secret".to_owned())
@@ -120,6 +133,7 @@ impl<'de> Deserialize<'de> for AgentConfig {
         Ok(Self {
             collector_url,
             ca_file,
+            ca_pin,
             enroll_secret,
             interval_seconds,
             state_dir,

@@ -248,3 +248,27 @@ fn syntax_error_is_reported_with_its_line() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].starts_with("2: : not valid TOML"), "{found:?}");
 }
+
+#[test]
+fn ca_pin_is_read_checked_and_exclusive_with_ca_file() {
+    let pin = "sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    let config = AgentConfig::parse(&format!("ca_pin = \"{pin}\"\n")).unwrap();
+    assert_eq!(
+        config.ca_pin.map(|pin| pin.to_string()).as_deref(),
+        Some(pin)
+    );
+
+    let found = problems("ca_pin = \"sha1/abc\"\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("1: ca_pin: a CA pin reads sha256/"),
+        "{found:?}"
+    );
+
+    let found = problems(&format!("ca_file = \"/etc/ca.pem\"\nca_pin = \"{pin}\"\n"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("2: ca_pin: cannot be set together with ca_file"),
+        "{found:?}"
+    );
+}

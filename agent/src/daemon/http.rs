@@ -1,25 +1,47 @@
 //! The one HTTPS client the agent talks to the collector with: rustls on the
-//! ring provider (no OpenSSL), the collector's CA from `ca_file` or the
-//! system roots, connect and request timeouts, and plain HTTP only to a
-//! loopback collector (the URL type refuses anything else).
+//! ring provider (no OpenSSL), connect and request timeouts, and plain HTTP
+//! only to a loopback collector (the URL type refuses anything else).
+//!
+//! What it trusts as the collector's certificate, first match wins: the
+//! config's `ca_pin`, the config's `ca_file`, the pin a Windows installer
+//! left in the registry, the system's roots.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use palisade_shared::pin::CaPin;
 
+use super::{installer, pinned_anchor};
 use crate::config::AgentConfig;
+
+/// Where the client finds the collector's trust anchor.
+#[derive(Debug, Clone, Copy)]
+pub enum CollectorTrust<'a> {
+    /// The certificate in the collector's chain whose key has this pin.
+    Pin(CaPin),
+    /// The CA certificates in this PEM file, and no others.
+    CaFile(&'a Path),
+    /// The operating system's trusted roots.
+    SystemRoots,
+}
 
 /// Builds the client from the configuration.
 pub fn client(config: &AgentConfig) -> anyhow::Result<reqwest::Client> {
-    client_with(
-        config.ca_file.as_deref(),
-        config.connect_timeout(),
-        config.request_timeout(),
-    )
+    let trust = match (config.ca_pin, config.ca_file.as_deref()) {
+        (Some(pin), _) => CollectorTrust::Pin(pin),
+        (None, Some(file)) => CollectorTrust::CaFile(file),
+        (None, None) => match installer::native_ca_pin()? {
+            Some(pin) => CollectorTrust::Pin(pin),
+            None => CollectorTrust::SystemRoots,
+        },
+    };
+    client_with(trust, config.connect_timeout(), config.request_timeout())
 }
 
 pub fn client_with(
-    ca_file: Option<&std::path::Path>,
+    trust: CollectorTrust<'_>,
     connect_timeout: Duration,
     request_timeout: Duration,
 ) -> anyhow::Result<reqwest::Client> {
@@ -31,8 +53,13 @@ pub fn client_with(
         .connect_timeout(connect_timeout)
         .timeout(request_timeout)
         .user_agent(concat!("palisade-agent/", env!("CARGO_PKG_VERSION")));
-    match ca_file {
-        Some(path) => {
+    match trust {
+        CollectorTrust::Pin(pin) => {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let tls = pinned_anchor::client_config(pin, provider)?;
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        CollectorTrust::CaFile(path) => {
             let pem = std::fs::read(path)
                 .with_context(|| format!("cannot read ca_file {}", path.display()))?;
             let certificates = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
@@ -45,7 +72,7 @@ pub fn client_with(
                 builder = builder.add_root_certificate(certificate);
             }
         }
-        None => builder = builder.tls_built_in_native_certs(true),
+        CollectorTrust::SystemRoots => builder = builder.tls_built_in_native_certs(true),
     }
     builder.build().context("cannot build the HTTPS client")
 }

@@ -3,13 +3,13 @@
 //! can put them without a prompt.
 //!
 //! - Windows: the MSI writes `HKLM\SOFTWARE\Palisade\Agent` (`CollectorUrl`,
-//!   `EnrollSecret`) from its public properties
+//!   `EnrollSecret`, `CaPin`) from its public properties
 //!   (packaging/windows/palisade-agent.wxs). HKLM is writable by
 //!   Administrators and SYSTEM only. An empty value is "not given" (wixl
 //!   cannot make a registry row conditional).
 //! - Linux and macOS: the package's install script writes the secret into
 //!   `<state_dir>/enroll-secret` (root only, mode 0600; the state directory
-//!   is 0700) and the URL into the config file.
+//!   is 0700), and the URL and the CA pin into the config file.
 //!
 //! The config file and `PALISADE_ENROLL_SECRET` come first; these fill only
 //! what they leave unset. Once the device has enrolled, [`forget_secret`]
@@ -21,6 +21,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use palisade_shared::pin::CaPin;
 
 use crate::config::EnrollSecret;
 
@@ -117,6 +118,30 @@ fn forget_native_secret() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The CA pin the Windows installer left (`CaPin`), used for every request
+/// for as long as the config sets neither `ca_pin` nor `ca_file`. Unlike the
+/// secret it is public and stays. A pin that does not parse is an error: the
+/// agent must not fall back to the system roots when IT asked for a pin.
+#[cfg(windows)]
+pub fn native_ca_pin() -> anyhow::Result<Option<CaPin>> {
+    use crate::sys::registry::{Hive, read_string};
+    let text = read_string(Hive::LocalMachine, REGISTRY_KEY, "CaPin")
+        .with_context(|| format!(r"cannot read HKLM\{REGISTRY_KEY}\CaPin"))?;
+    match text.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .with_context(|| format!(r"HKLM\{REGISTRY_KEY}\CaPin {text:?}")),
+    }
+}
+
+/// Elsewhere the install scripts write `ca_pin` into the config file.
+#[cfg(not(windows))]
+pub fn native_ca_pin() -> anyhow::Result<Option<CaPin>> {
+    Ok(None)
 }
 
 #[cfg(not(windows))]

@@ -23,6 +23,7 @@ pub mod deadlines;
 pub mod enroll;
 pub mod http;
 pub mod installer;
+mod pinned_anchor;
 pub mod policy;
 mod reload;
 pub mod sender;

@@ -50,6 +50,7 @@ fn restart_only_changes(old: &AgentConfig, new: &AgentConfig) -> Vec<&'static st
 /// Whether the sender must be rebuilt.
 pub(super) fn delivery_changed(old: &AgentConfig, new: &AgentConfig) -> bool {
     old.ca_file != new.ca_file
+        || old.ca_pin != new.ca_pin
         || old.request_timeout_seconds != new.request_timeout_seconds
         || old.connect_timeout_seconds != new.connect_timeout_seconds
         || old.backoff_max_seconds != new.backoff_max_seconds
