@@ -17,6 +17,7 @@
 PALISADE_CONFIG=/etc/palisade/agent.toml
 PALISADE_PRESEED=/etc/palisade/install.conf
 PALISADE_STATE=/var/lib/palisade
+# shellcheck disable=SC2034 # read by maintainer-deb.sh and maintainer-rpm.sh
 PALISADE_UNIT=palisade-agent.service
 
 palisade_die() {
@@ -178,97 +179,4 @@ palisade_purge() {
 
 palisade_systemd_running() {
   [ -d /run/systemd/system ]
-}
-
-# deb-systemd-invoke (init-system-helpers) honours policy-rc.d; without it,
-# systemctl.
-palisade_deb_invoke() {
-  if command -v deb-systemd-invoke >/dev/null 2>&1; then
-    deb-systemd-invoke "$1" "$PALISADE_UNIT" >/dev/null || true
-  else
-    systemctl "$1" "$PALISADE_UNIT" >/dev/null || true
-  fi
-}
-
-# --- Debian: dpkg's arguments (deb-preinst(5), deb-postinst(5), …). The
-# systemd steps are those debhelper's dh_installsystemd writes, so an
-# administrator's `systemctl disable` survives upgrades.
-
-palisade_deb_preinst() {
-  case $1 in install | upgrade) palisade_settings ;; esac
-}
-
-palisade_deb_postinst() {
-  case $1 in configure | abort-upgrade | abort-deconfigure | abort-remove) ;; *) return 0 ;; esac
-  [ "$1" != configure ] || palisade_configure
-  if command -v deb-systemd-helper >/dev/null 2>&1; then
-    deb-systemd-helper unmask "$PALISADE_UNIT" >/dev/null || true
-    if deb-systemd-helper --quiet was-enabled "$PALISADE_UNIT"; then
-      deb-systemd-helper enable "$PALISADE_UNIT" >/dev/null || true
-    else
-      deb-systemd-helper update-state "$PALISADE_UNIT" >/dev/null || true
-    fi
-  fi
-  if palisade_systemd_running; then
-    systemctl --system daemon-reload >/dev/null || true
-    if [ -n "$2" ]; then palisade_action=restart; else palisade_action=start; fi
-    palisade_deb_invoke "$palisade_action"
-  fi
-}
-
-palisade_deb_prerm() {
-  if [ "$1" = remove ] && palisade_systemd_running; then
-    palisade_deb_invoke stop
-  fi
-}
-
-palisade_deb_postrm() {
-  if [ "$1" = remove ] && palisade_systemd_running; then
-    systemctl --system daemon-reload >/dev/null || true
-  fi
-  if command -v deb-systemd-helper >/dev/null 2>&1; then
-    case $1 in
-      remove) deb-systemd-helper mask "$PALISADE_UNIT" >/dev/null || true ;;
-      purge)
-        deb-systemd-helper purge "$PALISADE_UNIT" >/dev/null || true
-        deb-systemd-helper unmask "$PALISADE_UNIT" >/dev/null || true
-        ;;
-    esac
-  fi
-  [ "$1" != purge ] || palisade_purge
-}
-
-# --- RPM: $1 counts the package's instances after the step (1 install,
-# 2 upgrade, 0 erase), as in Fedora's %systemd_post/%systemd_preun.
-
-palisade_rpm_pre() {
-  palisade_settings
-}
-
-palisade_rpm_post() {
-  palisade_configure
-  if palisade_systemd_running; then
-    systemctl daemon-reload >/dev/null 2>&1 || true
-    systemctl enable "$PALISADE_UNIT" >/dev/null 2>&1 || true
-    if [ "$1" -gt 1 ]; then palisade_action=try-restart; else palisade_action=start; fi
-    systemctl "$palisade_action" "$PALISADE_UNIT" >/dev/null 2>&1 || true
-  elif command -v systemctl >/dev/null 2>&1 && [ "$1" -eq 1 ]; then
-    # An image being built: enabled, it starts at first boot.
-    systemctl enable "$PALISADE_UNIT" >/dev/null 2>&1 || true
-  fi
-}
-
-palisade_rpm_preun() {
-  [ "$1" -eq 0 ] || return 0
-  if palisade_systemd_running; then
-    systemctl --no-reload disable --now "$PALISADE_UNIT" >/dev/null 2>&1 || true
-  elif command -v systemctl >/dev/null 2>&1; then
-    systemctl --no-reload disable "$PALISADE_UNIT" >/dev/null 2>&1 || true
-  fi
-}
-
-palisade_rpm_postun() {
-  if palisade_systemd_running; then
-    systemctl daemon-reload >/dev/null 2>&1 || true
-  fi
 }
