@@ -532,8 +532,8 @@ fn lintian_passes_and_the_maintainer_scripts_are_posix_sh() {
     for script in &scripts {
         let script = script.to_str().unwrap();
         for (program, args) in [
-            ("/usr/bin/busybox", vec!["sh", "-n", script]),
-            ("/usr/bin/dash", vec!["-n", script]),
+            ("/bin/busybox", vec!["sh", "-n", script]),
+            ("/bin/dash", vec!["-n", script]),
             ("/usr/bin/shellcheck", vec!["--shell=sh", script]),
         ] {
             let checked = run(Path::new(program), &args, &[]);
