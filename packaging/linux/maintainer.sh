@@ -99,6 +99,23 @@ palisade_settings() {
   case $palisade_secret in
     *[[:space:]]*) palisade_die "ENROLL_SECRET must not contain blanks" ;;
   esac
+  # The agent refuses a config with both (config/agent.toml).
+  if [ -n "$palisade_pin" ] && palisade_config_has ca_file; then
+    palisade_die "CA_PIN given, but $PALISADE_CONFIG sets ca_file: remove ca_file, or give no CA_PIN"
+  fi
+}
+
+# Whether the config file exists and sets the top-level key $1.
+palisade_config_has() {
+  [ -f "$PALISADE_CONFIG" ] || return 1
+  while IFS= read -r palisade_text || [ -n "$palisade_text" ]; do
+    palisade_text=${palisade_text#"${palisade_text%%[! 	]*}"}
+    case $palisade_text in
+      '['*) return 1 ;;
+      "$1"=* | "$1"[' 	']*=*) return 0 ;;
+    esac
+  done <"$PALISADE_CONFIG"
+  return 1
 }
 
 # Sets `KEY = "VALUE"` in the config file: the key's top-level line is

@@ -169,11 +169,12 @@ impl Root {
         std::fs::write(path, text).unwrap();
     }
 
-    /// Mode bits and owner of a path in the root, panicking when absent.
-    fn mode_and_owner(&self, path: &str) -> (u32, u32, u32) {
+    /// A path's mode bits in octal and its owner, as `0644 0:0`; panics
+    /// when the path is absent.
+    fn mode_and_owner(&self, path: &str) -> String {
         let meta = std::fs::symlink_metadata(self.path(path))
             .unwrap_or_else(|err| panic!("{path} is not in the root: {err}"));
-        (meta.mode() & 0o7777, meta.uid(), meta.gid())
+        format!("{:04o} {}:{}", meta.mode() & 0o7777, meta.uid(), meta.gid())
     }
 
     /// The files in the root whose bytes hold `needle`, as root paths.
@@ -212,26 +213,30 @@ fn assert_succeeded(finished: &Finished) {
 fn assert_files_installed(root: &Root) {
     let unit = root.format.unit();
     let shipped = [
-        (BINARY, 0o755, None),
-        (unit, 0o644, Some("packaging/linux/palisade-agent.service")),
+        (BINARY, "0755 0:0", None),
+        (
+            unit,
+            "0644 0:0",
+            Some("packaging/linux/palisade-agent.service"),
+        ),
         (
             DESKTOP,
-            0o644,
+            "0644 0:0",
             Some("packaging/linux/palisade-nudge.desktop"),
         ),
         (
             "/usr/share/doc/palisade-agent/copyright",
-            0o644,
+            "0644 0:0",
             Some("packaging/linux/copyright"),
         ),
         (
             "/usr/share/doc/palisade-agent/examples/agent.toml",
-            0o644,
+            "0644 0:0",
             Some("config/agent.toml"),
         ),
     ];
     for (path, mode, source) in shipped {
-        assert_eq!(root.mode_and_owner(path), (mode, 0, 0), "{path}");
+        assert_eq!(root.mode_and_owner(path), mode, "{path}");
         if let Some(source) = source {
             let want = std::fs::read_to_string(repo_root().join(source)).unwrap();
             assert_eq!(root.read(path), want, "{path} differs from {source}");
@@ -239,7 +244,7 @@ fn assert_files_installed(root: &Root) {
     }
     if root.format == Format::Deb {
         let changelog = "/usr/share/doc/palisade-agent/changelog.gz";
-        assert_eq!(root.mode_and_owner(changelog), (0o644, 0, 0));
+        assert_eq!(root.mode_and_owner(changelog), "0644 0:0");
     }
 
     // systemd-analyze needs the program named by ExecStart on this system:
@@ -309,8 +314,8 @@ fn config_lines(root: &Root, key: &str) -> Vec<String> {
 }
 
 fn assert_secret_only_in_state(root: &Root) {
-    assert_eq!(root.mode_and_owner(STATE), (0o700, 0, 0));
-    assert_eq!(root.mode_and_owner(SECRET_FILE), (0o600, 0, 0));
+    assert_eq!(root.mode_and_owner(STATE), "0700 0:0");
+    assert_eq!(root.mode_and_owner(SECRET_FILE), "0600 0:0");
     assert_eq!(root.read(SECRET_FILE), format!("{SECRET}\n"));
     assert_eq!(root.files_containing(SECRET), vec![SECRET_FILE.to_owned()]);
 }
@@ -335,7 +340,7 @@ fn silent_install_upgrade_remove(format: Format) -> Root {
         config_lines(&root, "ca_pin"),
         [format!("ca_pin = \"{PIN}\"")]
     );
-    assert_eq!(root.mode_and_owner(CONFIG), (0o644, 0, 0));
+    assert_eq!(root.mode_and_owner(CONFIG), "0644 0:0");
     assert_agent_accepts_config(&root);
     assert_secret_only_in_state(&root);
 
@@ -461,7 +466,7 @@ fn a_bad_preseed_line_is_named_and_the_rpm_installs_nothing() {
 }
 
 #[test]
-fn a_value_that_would_break_the_toml_is_refused() {
+fn a_value_that_would_break_the_config_is_refused() {
     let root = Root::new(Format::Deb);
     let failed = root.install(&[("PALISADE_COLLECTOR_URL", "https://x.example/\"a")]);
     assert_ne!(failed.exit_code, Some(0), "{}", failed.dump());
@@ -473,6 +478,16 @@ fn a_value_that_would_break_the_toml_is_refused() {
         failed.dump()
     );
     assert!(!root.path(CONFIG).exists());
+
+    // A pin beside the administrator's ca_file would make the agent refuse
+    // its config: refused before anything is unpacked.
+    let config = "ca_file = \"/etc/palisade/ca.pem\"\n";
+    root.write(CONFIG, config);
+    let failed = root.install(&[("PALISADE_CA_PIN", PIN)]);
+    assert_ne!(failed.exit_code, Some(0), "{}", failed.dump());
+    assert!(failed.stderr.contains("sets ca_file"), "{}", failed.dump());
+    assert_eq!(root.read(CONFIG), config);
+    assert!(!root.path(BINARY).exists());
 }
 
 /// lintian finds no error in the deb (its deliberate override is in
