@@ -191,6 +191,25 @@ fn agent_macos_default(function: &str) -> String {
     quoted[..quoted.find('"').unwrap()].to_owned()
 }
 
+/// The agent reads the config file as postinstall left it: `spool list`
+/// parses and validates the whole file and touches nothing.
+fn assert_the_agent_accepts(config: &Path) {
+    let state = tempfile::tempdir().unwrap();
+    let listed = run(
+        &binary("palisade-agent"),
+        &[
+            "spool",
+            "list",
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            state.path().join("state").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(listed.exit_code, Some(0), "{}", listed.dump());
+}
+
 /// Every file under `dir` whose bytes contain `needle`.
 fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -305,6 +324,9 @@ fn postinstall_applies_install_conf_and_bootstraps_the_daemon() {
             lines.contains(&format!("ca_pin = \"{PIN}\"").as_str()),
             "{config}"
         );
+        // The agent must know every key written (ca_pin since its CA-pin
+        // change).
+        assert_the_agent_accepts(&install.support("agent.toml"));
 
         let state = install.volume().join(state_dir.trim_start_matches('/'));
         let secret_file = state.join("enroll-secret");
@@ -413,6 +435,7 @@ fn an_existing_agent_toml_keeps_its_other_keys_and_the_environment_wins() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o640);
+    assert_the_agent_accepts(&install.support("agent.toml"));
     // No secret was given: none is written.
     assert!(
         !install
