@@ -152,7 +152,8 @@ impl RunningCollector {
         finished.stdout.trim().to_owned()
     }
 
-    /// The one device's detail from the admin API (`GET /api/v1/devices/{id}`),
+    /// The one device's detail from the admin API, asserting there is only
+    /// one (`GET /api/v1/devices/{id}`),
     /// read with a viewer token made for it.
     pub fn only_device(&self) -> serde_json::Value {
         let collector = self;
@@ -186,6 +187,8 @@ impl RunningCollector {
                 }
             };
             let page = get("/api/v1/devices".to_owned()).await;
+            let listed = page["devices"].as_array().map(Vec::len);
+            assert_eq!(listed, Some(1), "not exactly one device: {page:#}");
             let id = page["devices"][0]["device_id"]
                 .as_str()
                 .unwrap_or_else(|| panic!("no device listed: {page:#}"))

@@ -27,10 +27,20 @@ const DEADLINE: Duration = Duration::from_secs(120);
 const SERVICE_KEY: &str = r"HKLM\SYSTEM\CurrentControlSet\Services\PalisadeAgent";
 const SETTINGS_KEY: &str = r"HKLM\SOFTWARE\Palisade\Agent";
 
+/// The MSI of this version.
 fn msi() -> PathBuf {
-    let path = std::env::var_os("PALISADE_TEST_MSI").unwrap_or_else(|| {
+    built_msi("PALISADE_TEST_MSI")
+}
+
+/// The same binaries packaged as version 99.0.0, to upgrade to.
+fn newer_msi() -> PathBuf {
+    built_msi("PALISADE_TEST_MSI_UPGRADE")
+}
+
+fn built_msi(variable: &str) -> PathBuf {
+    let path = std::env::var_os(variable).unwrap_or_else(|| {
         panic!(
-            "PALISADE_TEST_MSI is not set: run the tests with tests/run, which builds the MSI \
+            "{variable} is not set: run the tests with tests/run, which builds the MSIs \
              with `PALISADE_BUILD_PROFILE=dev packaging/build windows` and sets it"
         )
     });
@@ -39,8 +49,19 @@ fn msi() -> PathBuf {
     path
 }
 
-#[test]
-fn a_silent_msi_install_enrolls_through_the_pin_and_leaves_no_secret() {
+/// A collector, a fresh prefix, and the MSI installed into it silently with
+/// the collector's URL, a secret and the pin: the service it started has
+/// delivered its first report.
+struct Installed {
+    collector: RunningCollector,
+    _collector_dir: tempfile::TempDir,
+    secret: String,
+    pin: CaPin,
+    prefix: WinePrefix,
+    log: LogWatch,
+}
+
+fn install() -> Installed {
     let collector_dir = tempfile::tempdir().unwrap();
     let collector = RunningCollector::start(collector_dir.path(), None);
     let secret = collector.create_secret(&[]);
@@ -66,6 +87,34 @@ fn a_silent_msi_install_enrolls_through_the_pin_and_leaves_no_secret() {
         &format!("CA_PIN={pin}"),
     ]);
     assert_eq!(installed.exit_code, Some(0), "{}", installed.dump());
+    log.wait_for_line("service start", |line| line.contains("service starting"));
+    log.wait_for_line("enrollment", |line| line.contains("enrolled"));
+    log.wait_for_line("acknowledged report", |line| {
+        line.contains("report acknowledged by the collector") && line.contains("sequence=1")
+    });
+    Installed {
+        collector,
+        _collector_dir: collector_dir,
+        secret,
+        pin,
+        prefix,
+        log,
+    }
+}
+
+/// One test, not three: each Wine prefix with a running agent takes most
+/// of a core, and install, upgrade and uninstall follow one another anyway.
+#[test]
+fn the_msi_installs_enrolls_upgrades_and_uninstalls_silently() {
+    // Bound whole: a `..` pattern would drop the collector's directory here.
+    let Installed {
+        collector,
+        _collector_dir,
+        secret,
+        pin,
+        prefix,
+        log,
+    } = install();
 
     // What the MSI registered: the binaries under Program Files, the
     // service running them, automatic start, the settings.
@@ -88,12 +137,8 @@ fn a_silent_msi_install_enrolls_through_the_pin_and_leaves_no_secret() {
         Some(pin.to_string())
     );
 
-    // The service the MSI started enrolls and delivers.
-    log.wait_for_line("service start", |line| line.contains("service starting"));
-    log.wait_for_line("enrollment", |line| line.contains("enrolled"));
-    log.wait_for_line("acknowledged report", |line| {
-        line.contains("report acknowledged by the collector") && line.contains("sequence=1")
-    });
+    // The service the MSI started enrolled (through the pin: no CA file
+    // exists in the prefix) and delivered.
     let device = collector.only_device();
     assert_eq!(device["device"]["os_name"], "Windows", "{device:#}");
 
@@ -107,6 +152,43 @@ fn a_silent_msi_install_enrolls_through_the_pin_and_leaves_no_secret() {
     assert!(
         holding.is_empty(),
         "the secret is still on the disk in {holding:?}"
+    );
+
+    let enrolled = collector.only_device()["device"]["device_id"].clone();
+    assert!(enrolled.is_string(), "{enrolled}");
+
+    // A newer MSI with no properties at all, as a software-update push
+    // would run it.
+    let upgraded = prefix.wine(&["msiexec", "/i", &windows_path(&newer_msi()), "/qn"]);
+    assert_eq!(upgraded.exit_code, Some(0), "{}", upgraded.dump());
+    assert_eq!(
+        prefix.reg_query(SETTINGS_KEY, "CaPin"),
+        Some(pin.to_string())
+    );
+    assert_eq!(
+        prefix.reg_query(SETTINGS_KEY, "CollectorUrl"),
+        Some(collector.url.clone())
+    );
+    // The upgraded service's first cycle is the device's second report,
+    // from the same device: same key, same enrollment.
+    log.wait_for_line("the upgraded service's report", |line| {
+        line.contains("report acknowledged by the collector") && line.contains("sequence=2")
+    });
+    assert_eq!(collector.only_device()["device"]["device_id"], enrolled);
+
+    let removed = prefix.wine(&["msiexec", "/x", &windows_path(&newer_msi()), "/qn"]);
+    assert_eq!(removed.exit_code, Some(0), "{}", removed.dump());
+    assert!(
+        !prefix.drive_c().join("Program Files/Palisade").exists(),
+        "the binaries outlived the uninstall"
+    );
+    assert_eq!(prefix.reg_query(SERVICE_KEY, "ImagePath"), None);
+    assert_eq!(prefix.reg_query(SETTINGS_KEY, "CollectorUrl"), None);
+    let state = prefix.drive_c().join("ProgramData/Palisade/state");
+    assert!(
+        std::fs::read_dir(&state).unwrap().next().is_some(),
+        "the state (the device's enrollment and spool) is kept: {}",
+        state.display()
     );
 }
 
