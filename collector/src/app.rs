@@ -49,4 +49,9 @@ pub struct WebSettings {
     pub unknown_users: Arc<UnknownUserGuard>,
     /// Not reported for this long: stale (`stale_after_hours`).
     pub stale_after: chrono::TimeDelta,
+    /// `public_url` from the config: the Add devices page's default URL.
+    pub public_url: Option<String>,
+    /// The pin of the last certificate of the chain the collector serves,
+    /// for the install commands; `None` over plain HTTP.
+    pub ca_pin: Option<palisade_shared::pin::CaPin>,
 }

@@ -24,6 +24,12 @@ use rustls::pki_types::pem::PemObject as _;
 /// workspace version, and the packages are named with it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// How long a secret made for install commands stays valid unless the
+/// operator says otherwise: a week. The commands get pasted into
+/// deployment tools and tickets that others read, so the secret should
+/// stop working soon; a week covers a rollout wave.
+pub const DEFAULT_EXPIRY_DAYS: u32 = 7;
+
 /// Where the macOS package reads its settings (packaging/macos).
 pub const MACOS_INSTALL_CONF: &str = "/Library/Application Support/Palisade/install.conf";
 
@@ -165,6 +171,15 @@ pub fn parse_collector_url(text: &str) -> Result<String, String> {
         return Err("has a ?query or #fragment; give the collector's base URL".to_owned());
     }
     let serialised = url.as_str();
+    // Refused here, not only when quoting, so that a bad URL is caught
+    // before a secret is made for it.
+    if serialised.contains('%') || serialised.contains('!') {
+        return Err(
+            "contains % or ! (e.g. percent-encoding), which cmd.exe would expand in the Windows \
+             command line; give a URL without them"
+                .to_owned(),
+        );
+    }
     Ok(if url.path() == "/" {
         serialised.trim_end_matches('/').to_owned()
     } else {
@@ -360,6 +375,8 @@ mod tests {
             ("https://user:pw@palisade.example.org", "user name"),
             ("https://palisade.example.org/?a=1", "?query"),
             ("https://palisade.example.org/#x", "#fragment"),
+            ("https://palisade.example.org/a b", "cmd.exe"),
+            ("https://palisade.example.org/a!b", "cmd.exe"),
         ] {
             let err = parse_collector_url(text).unwrap_err();
             assert!(err.contains(problem), "{text}: {err}");

@@ -19,10 +19,9 @@ use crate::installers::{self, InstallerValues};
 use crate::operations;
 use crate::state;
 
-/// A week: an install command gets pasted into deployment tools and
-/// tickets where others can read it, so it should stop working soon; a
-/// week covers a rollout wave. `--expires never` says otherwise.
-pub const DEFAULT_INSTALLER_EXPIRY: &str = "7d";
+/// [`installers::DEFAULT_EXPIRY_DAYS`] as a flag's default (a test holds
+/// the two together). `--expires never` says otherwise.
+const DEFAULT_INSTALLER_EXPIRY: &str = "7d";
 
 #[derive(Debug, Args)]
 pub struct InstallersArgs {
@@ -153,4 +152,22 @@ pub(super) fn pin_of_file(path: &Path) -> anyhow::Result<CaPin> {
         .with_context(|| format!("cannot read certificate {}", path.display()))?;
     installers::pin_of_last_certificate(&pem)
         .map_err(|problem| anyhow::anyhow!("certificate {}: {problem}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_expiry_is_the_dashboards() {
+        let Ok(Expiry::After(duration)) = parse_expiry(DEFAULT_INSTALLER_EXPIRY) else {
+            panic!("the default does not parse");
+        };
+        assert_eq!(
+            duration,
+            Duration::from_secs(u64::from(installers::DEFAULT_EXPIRY_DAYS) * 86_400)
+        );
+        assert!(matches!(parse_expiry("never"), Ok(Expiry::Never)));
+        assert!(parse_expiry("soon").unwrap_err().contains("never"));
+    }
 }

@@ -1,9 +1,12 @@
-//! Enrollment secrets through the API: list them, create one. A new secret
-//! is in the creating answer and nowhere else; only its hash is stored.
+//! Enrollment secrets through the API: list them, create one, revoke one.
+//! A new secret is in the creating answer and nowhere else; only its hash
+//! is stored. Revoking is idempotent: a revoked secret revoked again
+//! answers 200 with the first revocation's time (as devices do), so a
+//! retried request is never an error.
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{TimeDelta, Utc};
 
@@ -42,7 +45,10 @@ pub async fn list(
         .await
         .map_err(|err| ApiError::internal("listing secrets failed", &err))?;
     Ok(Json(SecretListBody {
-        secrets: secrets.into_iter().map(SecretBody::from).collect(),
+        secrets: secrets
+            .into_iter()
+            .map(|info| SecretBody::new(info, Utc::now()))
+            .collect(),
     }))
 }
 
@@ -96,7 +102,40 @@ pub async fn create(
         StatusCode::CREATED,
         Json(CreatedSecretBody {
             secret: created.text,
-            info: created.info.into(),
+            info: SecretBody::new(created.info, Utc::now()),
         }),
     ))
+}
+
+/// Revoke an enrollment secret: devices presenting it are refused from now
+/// on (401 `bad_secret`, as for any other bad secret); the devices it
+/// enrolled stay enrolled. Revoking again changes nothing and answers the
+/// first revocation's time.
+#[utoipa::path(
+    post,
+    path = "/api/v1/secrets/{id}/revoke",
+    tag = "enrollment",
+    params(("id" = String, Path, description = "Secret id (the 16 hex digits after `pls_`)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Revoked (now or before)", body = SecretBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBodySchema),
+        (status = 403, description = "`forbidden`: a viewer token", body = ErrorBodySchema),
+        (status = 404, description = "`no_such_secret`", body = ErrorBodySchema),
+    )
+)]
+pub async fn revoke(
+    Admin(caller): Admin,
+    State(state): State<AppState>,
+    Path(secret_id): Path<String>,
+) -> Result<Json<SecretBody>, ApiError> {
+    let revoked = operations::revoke_enrollment_secret(&state.store, &caller.actor(), &secret_id)
+        .await
+        .map_err(|err| match err {
+            OperationError::NoSuchSecret(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "no_such_secret", err.to_string())
+            }
+            other => ApiError::internal("revoking a secret failed", &other),
+        })?;
+    Ok(Json(SecretBody::new(revoked.info, Utc::now())))
 }
