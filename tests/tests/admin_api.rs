@@ -1539,7 +1539,7 @@ async fn every_admin_action_is_audited(backend: Backend) {
 }
 
 /// Every route the collector answers, by (method, path).
-const EXPECTED_ROUTES: [(&str, &str); 19] = [
+const EXPECTED_ROUTES: [(&str, &str); 20] = [
     ("post", "/api/v1/enroll"),
     ("post", "/api/v1/reports"),
     ("get", "/api/v1/policy"),
@@ -1556,6 +1556,7 @@ const EXPECTED_ROUTES: [(&str, &str); 19] = [
     ("get", "/api/v1/secrets"),
     ("post", "/api/v1/secrets"),
     ("post", "/api/v1/secrets/{id}/revoke"),
+    ("post", "/api/v1/installers"),
     ("get", "/api/v1/exceptions"),
     ("post", "/api/v1/exceptions"),
     ("get", "/api/v1/audit"),

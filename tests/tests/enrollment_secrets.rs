@@ -473,6 +473,88 @@ async fn installers_print_working_commands(backend: Backend) {
     assert!(refused.stderr.contains("public_url"), "{}", refused.dump());
 }
 
+async fn installers_through_the_api(backend: Backend) {
+    let f = start(backend, "secret_installers_api");
+    let url = "https://palisade.example.org";
+    let post = |token: &str, body: Value| {
+        f.client
+            .post(format!("{}/api/v1/installers", f.collector.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let answer = post(&f.viewer, serde_json::json!({"collector_url": url}))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    for (body, field) in [
+        (serde_json::json!({}), "collector_url"),
+        (
+            serde_json::json!({"collector_url": "http://x.example"}),
+            "collector_url",
+        ),
+        (serde_json::json!({"collector_url": url, "uses": 0}), "uses"),
+    ] {
+        let answer = post(&f.admin, body.clone()).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{body}");
+        let refused: Value = answer.json().await.unwrap();
+        assert!(
+            refused["message"].as_str().unwrap().contains(field),
+            "{body}: {refused}"
+        );
+    }
+    assert_eq!(
+        f.get("/api/v1/secrets").await["secrets"],
+        Value::Array(vec![])
+    );
+
+    let answer = post(
+        &f.admin,
+        serde_json::json!({"collector_url": url, "uses": 5}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let created: Value = answer.json().await.unwrap();
+    let secret = created["secret"].as_str().unwrap();
+    let pin = openssl_pin(&f.collector.state_dir.join("tls/cert.pem"));
+    let commands = created["commands"].as_array().unwrap();
+    let oses: Vec<&str> = commands.iter().map(|c| c["os"].as_str().unwrap()).collect();
+    assert_eq!(oses, ["windows", "debian", "rhel", "macos"]);
+    for command in commands {
+        let text = command["text"].as_str().unwrap();
+        for part in [secret, url, pin.as_str()] {
+            assert!(text.contains(part), "{part} not in {text}");
+        }
+    }
+    assert_eq!(created["max_uses"], 5);
+    assert_eq!(created["state"], "active");
+    let expires: chrono::DateTime<Utc> = created["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!((167..=168).contains(&(expires - Utc::now()).num_hours()));
+    assert_eq!(f.enroll("from-api", secret).await.0, StatusCode::CREATED);
+    let audit = f.audit().await;
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["action"] == "secret.create" && e["target"] == id_of(secret)),
+        "{audit:#?}"
+    );
+
+    let answer = post(
+        &f.admin,
+        serde_json::json!({"collector_url": url, "ca_pin": false, "expires_in_seconds": 60}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let created: Value = answer.json().await.unwrap();
+    assert!(
+        !created["commands"].to_string().contains("CA_PIN"),
+        "{created}"
+    );
+    assert!(!f.collector.log().contains(secret), "a secret in the log");
+}
+
 macro_rules! on_both_stores {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -488,4 +570,5 @@ on_both_stores!(
     revocation_and_states,
     every_use_is_audited,
     installers_print_working_commands,
+    installers_through_the_api,
 );

@@ -16,7 +16,7 @@ use super::bodies::{
 };
 use super::{bad_field, json_refusal};
 use crate::app::AppState;
-use crate::operations::{self, NewSecret, OperationError};
+use crate::operations::{self, CreatedSecret, NewSecret, OperationError};
 use crate::server::error::ApiError;
 
 /// Ten years: a secret meant to outlive the laptops it enrolls is a
@@ -72,7 +72,33 @@ pub async fn create(
     request: Result<Json<NewSecretRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedSecretBody>), ApiError> {
     let Json(request) = request.map_err(|r| json_refusal(&r))?;
-    let expires_at = match request.expires_in_seconds {
+    let created = create_secret(
+        &state,
+        &caller.actor(),
+        request.uses,
+        request.expires_in_seconds,
+        request.label,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedSecretBody {
+            secret: created.text,
+            info: SecretBody::new(created.info, Utc::now()),
+        }),
+    ))
+}
+
+/// Makes a secret through [`operations`], answering a bad value as a 400
+/// naming its field; for this module and the installers endpoint.
+pub(super) async fn create_secret(
+    state: &AppState,
+    actor: &str,
+    uses: Option<u32>,
+    expires_in_seconds: Option<u64>,
+    label: String,
+) -> Result<CreatedSecret, ApiError> {
+    let expires_at = match expires_in_seconds {
         None => None,
         Some(seconds) if (1..=MAX_EXPIRES_IN_SECONDS).contains(&seconds) => {
             Some(Utc::now() + TimeDelta::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1000)))
@@ -84,12 +110,12 @@ pub async fn create(
             ));
         }
     };
-    let created = operations::create_enrollment_secret(
+    operations::create_enrollment_secret(
         &state.store,
-        &caller.actor(),
+        actor,
         NewSecret {
-            label: request.label,
-            max_uses: request.uses,
+            label,
+            max_uses: uses,
             expires_at,
         },
     )
@@ -97,14 +123,7 @@ pub async fn create(
     .map_err(|err| match err {
         OperationError::Invalid { field, problem } => bad_field(field, problem),
         other => ApiError::internal("creating a secret failed", &other),
-    })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedSecretBody {
-            secret: created.text,
-            info: SecretBody::new(created.info, Utc::now()),
-        }),
-    ))
+    })
 }
 
 /// Revoke an enrollment secret: devices presenting it are refused from now
