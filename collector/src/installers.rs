@@ -171,14 +171,18 @@ pub fn parse_collector_url(text: &str) -> Result<String, String> {
         return Err("has a ?query or #fragment; give the collector's base URL".to_owned());
     }
     let serialised = url.as_str();
-    // Refused here, not only when quoting, so that a bad URL is caught
-    // before a secret is made for it.
-    if serialised.contains('%') || serialised.contains('!') {
-        return Err(
-            "contains % or ! (e.g. percent-encoding), which cmd.exe would expand in the Windows \
-             command line; give a URL without them"
-                .to_owned(),
-        );
+    // A collector's base URL needs no more than these; anything else (`%`
+    // of percent-encoding, `!`, `$`, quotes) is special to cmd.exe or
+    // PowerShell somewhere. Refused here, not only when quoting, so that a
+    // bad URL is caught before a secret is made for it.
+    if let Some(c) = serialised
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-._~:/[]".contains(*c)))
+    {
+        return Err(format!(
+            "contains {c:?}; a collector URL here may hold only letters, digits and - . _ ~ : / [ ] \
+             (cmd.exe and PowerShell treat other characters specially)"
+        ));
     }
     Ok(if url.path() == "/" {
         serialised.trim_end_matches('/').to_owned()
@@ -365,6 +369,7 @@ mod tests {
             ),
             ("http://127.0.0.1:8443", "http://127.0.0.1:8443"),
             ("http://localhost:8443", "http://localhost:8443"),
+            ("https://[::1]:8443", "https://[::1]:8443"),
         ] {
             assert_eq!(parse_collector_url(text).as_deref(), Ok(expected), "{text}");
         }
@@ -375,8 +380,9 @@ mod tests {
             ("https://user:pw@palisade.example.org", "user name"),
             ("https://palisade.example.org/?a=1", "?query"),
             ("https://palisade.example.org/#x", "#fragment"),
-            ("https://palisade.example.org/a b", "cmd.exe"),
-            ("https://palisade.example.org/a!b", "cmd.exe"),
+            ("https://palisade.example.org/a b", "'%'"),
+            ("https://palisade.example.org/a!b", "'!'"),
+            ("https://palisade.example.org/$x", "'$'"),
         ] {
             let err = parse_collector_url(text).unwrap_err();
             assert!(err.contains(problem), "{text}: {err}");

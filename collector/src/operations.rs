@@ -220,6 +220,8 @@ pub async fn revoke_enrollment_secret(
     actor: &str,
     secret_id: &str,
 ) -> Result<RevokedSecret, OperationError> {
+    // Hex digits in either case, as enrollment reads them.
+    let secret_id = &secret_id.to_ascii_lowercase();
     let no_such_secret = || OperationError::NoSuchSecret(secret_id.to_owned());
     if !is_secret_id(secret_id) {
         return Err(no_such_secret());
