@@ -49,4 +49,10 @@ pub struct WebSettings {
     pub unknown_users: Arc<UnknownUserGuard>,
     /// Not reported for this long: stale (`stale_after_hours`).
     pub stale_after: chrono::TimeDelta,
+    /// `public_url` from the config: the default URL of the Add devices
+    /// page and of `POST /api/v1/installers`.
+    pub public_url: Option<String>,
+    /// The pin of the last certificate of the chain the collector serves,
+    /// for the install commands; `None` over plain HTTP.
+    pub ca_pin: Option<palisade_shared::pin::CaPin>,
 }

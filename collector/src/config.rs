@@ -51,6 +51,10 @@ pub struct CollectorConfig {
     /// The policy to serve when the store has none yet; `None`: the built-in
     /// baseline.
     pub policy_file: Option<PathBuf>,
+    /// The URL devices reach this collector at (behind a load balancer it
+    /// is not the listen address), for the install command lines; checked
+    /// by [`crate::installers::parse_collector_url`].
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +94,7 @@ struct FileConfig {
     retention_days: Option<u32>,
     stale_after_hours: Option<u32>,
     policy_file: Option<PathBuf>,
+    public_url: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for FileConfig {
@@ -115,6 +120,16 @@ impl<'de> Deserialize<'de> for FileConfig {
         let cert_file = path(&mut th, "cert_file");
         let key_file = path(&mut th, "key_file");
         let policy_file = path(&mut th, "policy_file");
+        let public_url = th.optional_s::<String>("public_url").and_then(|s| {
+            match crate::installers::parse_collector_url(&s.value) {
+                Ok(url) => Some(url),
+                Err(problem) => {
+                    th.errors
+                        .push(invalid(s.span, format!("{:?} {problem}", s.value)));
+                    None
+                }
+            }
+        });
         let bounded = |th: &mut TableHelper<'de>, key: &'static str, min: i64, max: i64| {
             let value = th.optional_s::<i64>(key)?;
             if (min..=max).contains(&value.value) {
@@ -147,6 +162,7 @@ impl<'de> Deserialize<'de> for FileConfig {
             retention_days,
             stale_after_hours,
             policy_file,
+            public_url,
         })
     }
 }
@@ -202,6 +218,7 @@ impl CollectorConfig {
             retention_days: file.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS),
             stale_after_hours: file.stale_after_hours.unwrap_or(DEFAULT_STALE_AFTER_HOURS),
             policy_file: file.policy_file,
+            public_url: file.public_url,
         })
     }
 }
@@ -251,6 +268,7 @@ mod tests {
             "retention_days",
             "stale_after_hours",
             "policy_file",
+            "public_url",
         ] {
             assert!(
                 EXAMPLE.contains(&format!("{key} = ")),
@@ -261,7 +279,8 @@ mod tests {
 
     #[test]
     fn every_mistake_in_a_file_is_reported_with_its_line() {
-        let text = "listen = \"nowhere\"\nmax_body_bytes = 5\ncolour = \"red\"\n";
+        let text = "listen = \"nowhere\"\nmax_body_bytes = 5\ncolour = \"red\"\n\
+                    public_url = \"http://palisade.example.org\"\n";
         let errors = diagnostics::parse_toml::<FileConfig>(text).unwrap_err();
         let lines: Vec<(usize, &str)> = errors
             .0
@@ -270,7 +289,12 @@ mod tests {
             .collect();
         assert_eq!(
             lines,
-            vec![(1, "listen"), (2, "max_body_bytes"), (3, "colour")],
+            vec![
+                (1, "listen"),
+                (2, "max_body_bytes"),
+                (3, "colour"),
+                (4, "public_url")
+            ],
             "{errors}"
         );
     }

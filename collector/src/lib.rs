@@ -8,7 +8,8 @@
 //! [`ingest`] holds the group-commit writer; [`store`] is the only way to
 //! durable state (SQLite or PostgreSQL behind one contract) and owns the
 //! pure hash-chain rules; [`state`] keeps the key files; [`secrets`] makes
-//! and parses enrollment secrets; [`web`] is the IT dashboard (HTML pages
+//! and parses enrollment secrets; [`installers`] writes the silent-install
+//! command lines; [`web`] is the IT dashboard (HTML pages
 //! behind a login). `main.rs` only sets up and calls [`cli::run`].
 #![deny(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod ingest;
+pub mod installers;
 pub mod metrics;
 pub mod operations;
 pub mod secrets;

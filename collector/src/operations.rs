@@ -1,5 +1,6 @@
 //! The changes that more than one front end makes, each written once:
-//! [`revoke_device`] and [`create_enrollment_secret`]. The command line
+//! [`revoke_device`], [`create_enrollment_secret`] and
+//! [`revoke_enrollment_secret`]. The command line
 //! ([`crate::cli`]), the admin API ([`crate::server::admin`]) and the
 //! dashboard ([`crate::web`]) parse their own input and render their own
 //! answer; the validation, the store call and the audit entry are here, so
@@ -23,6 +24,11 @@ pub enum OperationError {
     /// The device id names no device.
     #[error("no device {0:?}")]
     NoSuchDevice(String),
+    /// The id names no enrollment secret. Shown as given only when it has
+    /// the shape of an id, so a whole secret pasted by mistake is not
+    /// echoed into an answer or a terminal log.
+    #[error("no enrollment secret {}", shown_secret_id(.0))]
+    NoSuchSecret(String),
     /// A value the operation cannot take; `field` names it.
     #[error("{field}: {problem}")]
     Invalid {
@@ -185,11 +191,97 @@ pub async fn create_enrollment_secret(
             .and_then(|t| DateTime::from_timestamp_millis(t.timestamp_millis())),
         created_at: DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now),
         created_by: actor.to_owned(),
+        revoked_at: None,
     };
     Ok(CreatedSecret {
         text: secret.text,
         info,
     })
+}
+
+/// A revoked enrollment secret and when it was revoked.
+#[derive(Debug, Clone)]
+pub struct RevokedSecret {
+    pub info: EnrollmentSecretInfo,
+    /// The time that was kept (an earlier revocation's, when there was one).
+    pub revoked_at: DateTime<Utc>,
+    /// False when it was already revoked: nothing changed and nothing was
+    /// audited.
+    pub newly_revoked: bool,
+}
+
+/// Revokes an enrollment secret (devices presenting it are refused from
+/// now on with the same answer as any other bad secret; the devices it
+/// enrolled stay enrolled) and audits it as `secret.revoke` with its label
+/// and uses. Idempotent, like [`revoke_device`]: revoking a revoked secret
+/// answers the first revocation's time and writes no second audit entry.
+pub async fn revoke_enrollment_secret(
+    store: &Store,
+    actor: &str,
+    secret_id: &str,
+) -> Result<RevokedSecret, OperationError> {
+    // Hex digits in either case, as enrollment reads them.
+    let secret_id = &secret_id.to_ascii_lowercase();
+    let no_such_secret = || OperationError::NoSuchSecret(secret_id.to_owned());
+    if !is_secret_id(secret_id) {
+        return Err(no_such_secret());
+    }
+    let info = store
+        .enrollment_secret(secret_id)
+        .await
+        .map_err(OperationError::Store)?
+        .ok_or_else(no_such_secret)?;
+    if let Some(revoked_at) = info.revoked_at {
+        return Ok(RevokedSecret {
+            info,
+            revoked_at,
+            newly_revoked: false,
+        });
+    }
+    let now = Utc::now();
+    if !store
+        .revoke_enrollment_secret(secret_id, now)
+        .await
+        .map_err(OperationError::Store)?
+    {
+        return Err(no_such_secret());
+    }
+    audit(
+        store,
+        actor,
+        "secret.revoke",
+        secret_id,
+        serde_json::json!({ "label": info.label, "uses": info.uses }),
+    )
+    .await?;
+    tracing::info!(secret_id = %secret_id, actor = %actor, "enrollment secret revoked");
+    // As for devices: answer the time that was kept.
+    let info = store
+        .enrollment_secret(secret_id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(info);
+    let revoked_at = info.revoked_at.unwrap_or(now);
+    Ok(RevokedSecret {
+        info,
+        revoked_at,
+        newly_revoked: true,
+    })
+}
+
+/// Whether `text` has the shape of an enrollment secret's id: the 16
+/// lowercase hex digits after `pls_` ([`secrets::generate`]).
+fn is_secret_id(text: &str) -> bool {
+    text.len() == 16 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn shown_secret_id(text: &str) -> String {
+    if is_secret_id(text) {
+        format!("{text:?}")
+    } else {
+        "with that id (an id is the 16 hex digits after `pls_`)".to_owned()
+    }
 }
 
 /// Writes the audit entry for a change already made.

@@ -54,6 +54,8 @@ store_tests! {
     enrollment_refuses_an_expired_secret,
     enrollment_refuses_a_used_up_secret,
     enrollment_refuses_a_key_already_enrolled,
+    enrollment_refuses_a_revoked_secret,
+    an_enrollment_is_audited_with_it,
     revocation_covers_the_device_and_its_keys,
     first_report_is_stored_and_updates_the_device,
     same_report_again_is_a_duplicate,
@@ -226,6 +228,7 @@ fn enrollment(secret_id: &str, secret: &str, device_id: &str, key_id: &str) -> E
         arch: "x86_64".to_owned(),
         agent_version: "0.1.0".to_owned(),
         at: at(10),
+        peer: "192.0.2.7".to_owned(),
     }
 }
 
@@ -447,6 +450,73 @@ async fn enrollment_refuses_a_used_up_secret(backend: Backend) {
     );
     assert_eq!(secret_uses(&db, "sec_once").await, 1);
     assert_nothing_enrolled(&db, &second).await;
+}
+
+async fn enrollment_refuses_a_revoked_secret(backend: Backend) {
+    let db = fresh_store(backend).await;
+    db.create_enrollment_secret(&secret("sec_a", "s", Some(5), None))
+        .await
+        .unwrap();
+    let first = enrollment("sec_a", "s", "dev_1", "key_1");
+    assert_eq!(db.enroll_device(&first).await.unwrap(), Ok(()));
+    assert!(db.revoke_enrollment_secret("sec_a", at(20)).await.unwrap());
+    // Again: the first time is kept.
+    assert!(db.revoke_enrollment_secret("sec_a", at(30)).await.unwrap());
+    assert!(
+        !db.revoke_enrollment_secret("sec_nope", at(30))
+            .await
+            .unwrap()
+    );
+    let info = db.enrollment_secret("sec_a").await.unwrap().expect("kept");
+    assert_eq!(info.revoked_at, Some(at(20)));
+    assert_eq!(info.state(at(40)).as_str(), "revoked");
+    assert_eq!(db.list_enrollment_secrets().await.unwrap()[0], info);
+    assert_eq!(db.enrollment_secret("sec_nope").await.unwrap(), None);
+
+    let second = enrollment("sec_a", "s", "dev_2", "key_2");
+    assert_eq!(
+        db.enroll_device(&second).await.unwrap(),
+        Err(EnrollRefusal::SecretRevoked)
+    );
+    // A wrong random part is still that, revoked or not.
+    let wrong = enrollment("sec_a", "not s", "dev_2", "key_2");
+    assert_eq!(
+        db.enroll_device(&wrong).await.unwrap(),
+        Err(EnrollRefusal::WrongSecret)
+    );
+    assert_eq!(secret_uses(&db, "sec_a").await, 1);
+    assert_nothing_enrolled(&db, &second).await;
+    // What it enrolled stays enrolled.
+    let device = db.device("dev_1").await.unwrap().expect("still there");
+    assert_eq!(device.revoked_at, None);
+}
+
+async fn an_enrollment_is_audited_with_it(backend: Backend) {
+    let db = fresh_store(backend).await;
+    db.create_enrollment_secret(&secret("sec_a", "s", None, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.enroll_device(&enrollment("sec_a", "s", "dev_1", "key_1"))
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    let refused = enrollment("sec_a", "wrong", "dev_2", "key_2");
+    assert!(db.enroll_device(&refused).await.unwrap().is_err());
+    let log = db.audit_log(10).await.unwrap();
+    assert_eq!(
+        log.len(),
+        1,
+        "a refusal writes nothing in the store: {log:?}"
+    );
+    assert_eq!(log[0].action, "device.enroll");
+    assert_eq!(log[0].actor, "secret:sec_a");
+    assert_eq!(log[0].target, "dev_1");
+    let details: serde_json::Value = serde_json::from_str(&log[0].details_json).unwrap();
+    assert_eq!(details["secret_id"], "sec_a");
+    assert_eq!(details["hostname"], "dev_1.enrolled");
+    assert_eq!(details["peer"], "192.0.2.7");
 }
 
 async fn enrollment_refuses_a_key_already_enrolled(backend: Backend) {

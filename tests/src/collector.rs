@@ -152,6 +152,51 @@ impl RunningCollector {
         finished.stdout.trim().to_owned()
     }
 
+    /// The one device's detail from the admin API, asserting there is only
+    /// one (`GET /api/v1/devices/{id}`),
+    /// read with a viewer token made for it.
+    pub fn only_device(&self) -> serde_json::Value {
+        let collector = self;
+        let made = collector.cli(&["token", "create", "--role", "viewer", "--label", "test"]);
+        assert_eq!(made.exit_code, Some(0), "{}", made.dump());
+        let token = made.stdout.trim().to_owned();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|err| panic!("no runtime: {err}"));
+        runtime.block_on(async {
+            let client = collector.client();
+            let get = |path: String| {
+                let request = client
+                    .get(format!("{}{path}", collector.url))
+                    .bearer_auth(&token);
+                async move {
+                    let response = request
+                        .send()
+                        .await
+                        .unwrap_or_else(|err| panic!("GET {path}: {err}"));
+                    assert!(
+                        response.status().is_success(),
+                        "GET {path}: {}",
+                        response.status()
+                    );
+                    response
+                        .json::<serde_json::Value>()
+                        .await
+                        .unwrap_or_else(|err| panic!("GET {path}: {err}"))
+                }
+            };
+            let page = get("/api/v1/devices".to_owned()).await;
+            let listed = page["devices"].as_array().map(Vec::len);
+            assert_eq!(listed, Some(1), "not exactly one device: {page:#}");
+            let id = page["devices"][0]["device_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no device listed: {page:#}"))
+                .to_owned();
+            get(format!("/api/v1/devices/{id}")).await
+        })
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -12,6 +12,7 @@ pub mod collector;
 pub mod databases;
 pub mod device;
 pub mod fleet;
+pub mod log_watch;
 pub mod module_graph;
 pub mod wine;
 

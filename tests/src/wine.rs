@@ -187,13 +187,7 @@ impl WinePrefix {
             "sc create failed\n{}",
             created.dump()
         );
-        // Wine 8's running services.exe does not find a service created
-        // since it started ("Could not get handle to service"); one started
-        // afterwards reads it from the registry. So the prefix's wineserver
-        // (and services.exe with it) is let go first: `-w` waits until it
-        // has exited, a few seconds after the last program.
-        let settled = self.run(Path::new(WINESERVER), &["-w"]);
-        assert_eq!(settled.exit_code, Some(0), "{}", settled.dump());
+        self.settle();
         let started = self.wine(&["net", "start", name]);
         assert_eq!(
             started.exit_code,
@@ -201,6 +195,43 @@ impl WinePrefix {
             "net start failed\n{}",
             started.dump()
         );
+    }
+}
+
+impl WinePrefix {
+    /// Waits until the prefix's wineserver has exited (a few seconds after
+    /// its last program), so the next program starts a fresh session.
+    ///
+    /// Needed before installing a service: in the session `wineboot -i`
+    /// began, services.exe does not find a service created since
+    /// (`OpenServiceW` answers 1060, "does not exist", right after
+    /// `CreateServiceW` succeeded), so `net start` fails and an MSI's
+    /// StartServices rolls the install back. A services.exe started in a
+    /// later session does not have the problem.
+    pub fn settle(&self) {
+        let settled = self.run(Path::new(WINESERVER), &["-w"]);
+        assert_eq!(settled.exit_code, Some(0), "{}", settled.dump());
+    }
+
+    /// Puts the `bcryptprimitives.dll` stand-in into `C:\windows\system32`,
+    /// for Rust programs installed elsewhere than beside it (by an MSI).
+    pub fn install_stand_in_system_wide(&self) {
+        let stand_in = windows_agent().with_file_name("bcryptprimitives.dll");
+        let target = self
+            .path()
+            .join("drive_c/windows/system32/bcryptprimitives.dll");
+        std::fs::copy(&stand_in, &target).unwrap_or_else(|err| {
+            panic!(
+                "cannot copy {} to {}: {err}",
+                stand_in.display(),
+                target.display()
+            )
+        });
+    }
+
+    /// The prefix's `C:` drive.
+    pub fn drive_c(&self) -> PathBuf {
+        self.path().join("drive_c")
     }
 }
 

@@ -1539,7 +1539,7 @@ async fn every_admin_action_is_audited(backend: Backend) {
 }
 
 /// Every route the collector answers, by (method, path).
-const EXPECTED_ROUTES: [(&str, &str); 18] = [
+const EXPECTED_ROUTES: [(&str, &str); 20] = [
     ("post", "/api/v1/enroll"),
     ("post", "/api/v1/reports"),
     ("get", "/api/v1/policy"),
@@ -1555,6 +1555,8 @@ const EXPECTED_ROUTES: [(&str, &str); 18] = [
     ("put", "/api/v1/admin/policy"),
     ("get", "/api/v1/secrets"),
     ("post", "/api/v1/secrets"),
+    ("post", "/api/v1/secrets/{id}/revoke"),
+    ("post", "/api/v1/installers"),
     ("get", "/api/v1/exceptions"),
     ("post", "/api/v1/exceptions"),
     ("get", "/api/v1/audit"),

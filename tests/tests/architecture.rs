@@ -239,6 +239,7 @@ fn evaluators_and_parsers_never_touch_the_os() {
 const CHANGES_WRITTEN_ONCE: &[&str] = &[
     ".revoke_device(",
     ".create_enrollment_secret(",
+    ".revoke_enrollment_secret(",
     "secrets::generate(\"pls\")",
 ];
 
@@ -270,6 +271,7 @@ fn revoking_a_device_and_creating_a_secret_are_written_once() {
         [
             "operations.rs: .create_enrollment_secret(",
             "operations.rs: .revoke_device(",
+            "operations.rs: .revoke_enrollment_secret(",
             "operations.rs: secrets::generate(\"pls\")",
         ],
         "these changes must go through collector/src/operations.rs"

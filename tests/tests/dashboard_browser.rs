@@ -2,7 +2,8 @@
 //! collector with simulated devices: log in through the form, read the
 //! overview, filter the device table (with hostile text in a hostname and a
 //! user name), open a device, export the CSV with the browser's session,
-//! log out; and a viewer, who is shown no revoke button.
+//! log out; a viewer, who is shown no revoke button; and an admin who adds
+//! devices (a secret with its install commands) and revokes that secret.
 //!
 //! A screenshot of each page lands in `target/test-artifacts/dashboard/`.
 
@@ -499,5 +500,100 @@ async fn a_viewer_sees_a_device_but_no_revoke_button() {
         assert!(browser.all("#revoke-submit").await.unwrap().is_empty());
     }
     browser.screenshot("08-device-as-viewer").await.unwrap();
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_adds_devices_and_revokes_the_secret() {
+    let fleet = fleet().await;
+    let url = &fleet.collector.url;
+    let browser = Browser::start("dashboard").await.unwrap();
+    browser
+        .open(&format!("{url}/login"), "form#login")
+        .await
+        .unwrap();
+    log_in(&browser, "admin", ADMIN_PASSWORD).await;
+    browser.wait_for_new_page("#whoami").await.unwrap();
+
+    // From the enrollment page to Add devices, and the form filled in.
+    browser
+        .open(&format!("{url}/enrollment"), "table#secrets")
+        .await
+        .unwrap();
+    browser.mark_page().await.unwrap();
+    browser
+        .element("a#add-devices-link")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_new_page("form#add-devices").await.unwrap();
+    let pin = browser.text("code#ca-pin").await.unwrap();
+    for (input, value) in [
+        ("input#add-label", "ward 12 <laptops>"),
+        ("input#add-url", "https://palisade.example.org:8443"),
+    ] {
+        browser
+            .element(input)
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    browser.mark_page().await.unwrap();
+    browser
+        .element("button#add-submit")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for_new_page("pre#install-windows")
+        .await
+        .unwrap();
+    let secret = browser.text("pre#secret-value").await.unwrap();
+    assert!(secret.starts_with("pls_"), "{secret}");
+    for os in ["windows", "debian", "rhel", "macos"] {
+        let text = browser.text(&format!("pre#install-{os}")).await.unwrap();
+        assert!(text.contains(&secret), "{os}: {text}");
+        assert!(text.contains(&pin), "{os}: {text}");
+        assert!(
+            text.contains("https://palisade.example.org:8443"),
+            "{os}: {text}"
+        );
+    }
+    assert_no_dialog(&browser, "the add devices page").await;
+    browser.screenshot("09-add-devices").await.unwrap();
+
+    // Revoked from the enrollment page, where it then says so.
+    let id = &secret[4..20];
+    browser
+        .open(&format!("{url}/enrollment"), "table#secrets")
+        .await
+        .unwrap();
+    browser.mark_page().await.unwrap();
+    browser
+        .element(&format!("form#revoke-{id} button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_new_page("table#secrets").await.unwrap();
+    assert!(
+        browser
+            .all(&format!("form#revoke-{id}"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    browser
+        .element("table#secrets span.status-revoked")
+        .await
+        .unwrap();
+    browser.screenshot("10-secret-revoked").await.unwrap();
     browser.close().await.unwrap();
 }

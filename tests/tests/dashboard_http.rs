@@ -177,6 +177,20 @@ impl Fixture {
         client
     }
 
+    /// The status an enrollment with `secret` gets.
+    async fn enroll_status(&self, secret: &str) -> StatusCode {
+        let device = SimulatedDevice::new("added");
+        self.collector
+            .client()
+            .post(format!("{}/api/v1/enroll", self.collector.url))
+            .header("content-type", "application/json")
+            .body(device.enroll_envelope(secret, Utc::now()).to_json())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
     /// Enrolls a device and sends one report (disk_encryption failing,
     /// screen_lock passing) naming `user` as its console user.
     async fn device(&self, hostname: &str, user: Option<&str>) -> String {
@@ -477,6 +491,150 @@ async fn roles_csrf_and_revocation(backend: Backend) {
     );
 }
 
+async fn add_devices_and_secret_revocation(backend: Backend) {
+    let f = start(backend, "web_add_devices");
+    let admin = f.logged_in("admin", ADMIN_PASSWORD).await;
+    let viewer = f.logged_in("viewer", VIEWER_PASSWORD).await;
+    let secrets = |html: &str| html.matches("<tr class=\"secret\">").count();
+
+    // Viewers may not see the page, nor post to it; the enrollment page
+    // links it for admins only.
+    assert_eq!(
+        f.get(&viewer, "/add-devices").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let viewer_enrollment = f.page(&viewer, "/enrollment").await;
+    assert!(!viewer_enrollment.contains("add-devices-link"));
+    assert!(!viewer_enrollment.contains("id=\"revoke-"));
+    let enrollment = f.page(&admin, "/enrollment").await;
+    assert!(enrollment.contains("href=\"/add-devices\""), "{enrollment}");
+    let page = f.page(&admin, "/add-devices").await;
+    assert!(
+        page.contains("<form id=\"add-devices\" method=\"post\" action=\"/add-devices\">"),
+        "{page}"
+    );
+    assert_eq!(attribute_of(&page, "add-expires", "value"), "7");
+    let pin = text_of(&page, "ca-pin").to_owned();
+    assert!(pin.starts_with("sha256/"), "{page}");
+    let csrf = csrf_field(&page);
+    let viewer_csrf = csrf_field(&viewer_enrollment);
+    let url = "https://palisade.example.org:8443";
+    let form = [
+        ("label", "<b>ward</b> 'nine'"),
+        ("uses", "3"),
+        ("expires_days", "2"),
+        ("collector_url", url),
+    ];
+    assert_eq!(
+        f.post(&admin, "/add-devices", &form).await.status,
+        StatusCode::FORBIDDEN,
+        "no token"
+    );
+    let mut with_viewer_token = form.to_vec();
+    with_viewer_token.push(("csrf", &viewer_csrf));
+    assert_eq!(
+        f.post(&viewer, "/add-devices", &with_viewer_token)
+            .await
+            .status,
+        StatusCode::FORBIDDEN,
+        "a viewer"
+    );
+    // A bad URL is refused before any secret is made.
+    for bad in ["http://palisade.example.org", "", "https://a.example/<x>"] {
+        let answer = f
+            .post(
+                &admin,
+                "/add-devices",
+                &[("csrf", &csrf), ("collector_url", bad)],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(answer.text.contains("Collector URL"), "{}", answer.text);
+    }
+    assert_eq!(secrets(&f.page(&admin, "/enrollment").await), 1);
+
+    let mut with_token = form.to_vec();
+    with_token.push(("csrf", &csrf));
+    let answer = f.post(&admin, "/add-devices", &with_token).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    let secret = text_of(&answer.text, "secret-value").to_owned();
+    assert!(secret.starts_with("pls_"), "{}", answer.text);
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        text_of(&answer.text, "install-windows"),
+        format!(
+            "msiexec /i palisade-agent-{version}-x64.msi /qn COLLECTOR_URL=&quot;{url}&quot; \
+             ENROLL_SECRET=&quot;{secret}&quot; CA_PIN=&quot;{pin}&quot;"
+        )
+    );
+    for os in ["debian", "rhel", "macos"] {
+        let text = text_of(&answer.text, &format!("install-{os}"));
+        assert!(
+            text.contains(&secret) && text.contains(&pin),
+            "{os}: {text}"
+        );
+    }
+    assert!(!answer.text.contains("<b>ward"), "unescaped label");
+    assert!(!f.collector.log().contains(&secret), "a secret in the log");
+    // The secret enrolls, and appears on the enrollment page, escaped.
+    let enrollment = f.page(&admin, "/enrollment").await;
+    assert_eq!(secrets(&enrollment), 2);
+    assert!(
+        enrollment.contains("&lt;b&gt;ward&lt;/b&gt;"),
+        "{enrollment}"
+    );
+    assert!(!enrollment.contains(&secret));
+    let id = &secret[4..20];
+    let audit = f.page(&admin, "/audit").await;
+    assert!(audit.contains("secret.create"), "{audit}");
+    assert_eq!(f.enroll_status(&secret).await, StatusCode::CREATED);
+
+    // Revoking it from the enrollment page: an admin's POST with the token.
+    let revoke = format!("/enrollment/{id}/revoke");
+    assert!(
+        enrollment.contains(&format!(
+            "<form id=\"revoke-{id}\" method=\"post\" action=\"{revoke}\">"
+        )),
+        "{enrollment}"
+    );
+    let csrf = csrf_field(&enrollment);
+    assert_eq!(
+        f.post(&admin, &revoke, &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        f.post(&viewer, &revoke, &[("csrf", &viewer_csrf)])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(f.enroll_status(&secret).await, StatusCode::CREATED);
+    let answer = f.post(&admin, &revoke, &[("csrf", &csrf)]).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
+    assert_eq!(answer.location(), "/enrollment");
+    let enrollment = f.page(&admin, "/enrollment").await;
+    assert!(
+        enrollment.contains("<span class=\"status status-revoked\">revoked</span>"),
+        "{enrollment}"
+    );
+    assert!(!enrollment.contains(&format!("id=\"revoke-{id}\"")));
+    assert_eq!(f.enroll_status(&secret).await, StatusCode::UNAUTHORIZED);
+    // Again: nothing changes; an unknown id is a 404 page.
+    let answer = f.post(&admin, &revoke, &[("csrf", &csrf)]).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    let answer = f
+        .post(
+            &admin,
+            "/enrollment/0123456789abcdef/revoke",
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let audit = f.page(&admin, "/audit").await;
+    assert_eq!(audit.matches("secret.revoke").count(), 1, "{audit}");
+    assert!(audit.contains("device.enroll_refused"), "{audit}");
+}
+
 async fn hostile_names_search_and_csv(backend: Backend) {
     let f = start(backend, "web_search");
     let xss = f.device("<script>alert(1)</script>", Some("alice")).await;
@@ -672,6 +830,7 @@ macro_rules! on_both_stores {
 on_both_stores!(
     login_lockout_and_logout,
     roles_csrf_and_revocation,
+    add_devices_and_secret_revocation,
     hostile_names_search_and_csv,
     policy_upload_shows_every_error,
     user_create_refuses_short_passwords,

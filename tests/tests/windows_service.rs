@@ -7,59 +7,15 @@
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
 use std::path::PathBuf;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher as _};
 use palisade_tests::collector::RunningCollector;
+use palisade_tests::log_watch::LogWatch;
 use palisade_tests::wine::{WinePrefix, windows_agent, windows_path};
 
 /// A first cycle under Wine takes a few seconds; enrollment and delivery
 /// add a round trip each.
 const DEADLINE: Duration = Duration::from_secs(120);
-
-/// The service's log file, read again each time the file system says its
-/// directory changed (the service is another process, and its log is the
-/// only thing it says).
-struct LogWatch {
-    path: PathBuf,
-    changes: mpsc::Receiver<notify::Result<notify::Event>>,
-    _watcher: notify::RecommendedWatcher,
-}
-
-impl LogWatch {
-    fn new(path: PathBuf) -> Self {
-        let (sender, changes) = mpsc::channel();
-        let mut watcher = notify::recommended_watcher(sender).unwrap();
-        let dir = path.parent().unwrap();
-        std::fs::create_dir_all(dir).unwrap();
-        watcher.watch(dir, RecursiveMode::NonRecursive).unwrap();
-        Self {
-            path,
-            changes,
-            _watcher: watcher,
-        }
-    }
-
-    /// Waits until the log has a line for which `wanted` holds, and
-    /// returns it; panics with the whole log at the deadline.
-    fn wait_for_line(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let text = std::fs::read_to_string(&self.path).unwrap_or_default();
-            if let Some(line) = text.lines().find(|line| wanted(line)) {
-                return line.to_owned();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if self.changes.recv_timeout(left).is_err() {
-                panic!(
-                    "no {what} in {} after {DEADLINE:?}:\n{text}",
-                    self.path.display()
-                );
-            }
-        }
-    }
-}
 
 /// A collector with a secret, and a prefix with the agent, its stand-in DLL
 /// and a config enrolling to that collector.
@@ -117,7 +73,7 @@ fn the_service_started_by_the_scm_enrolls_spools_and_delivers_a_report() {
 
     // The log in a directory of its own, made here so it can be watched
     // from the start (the state directory is the service's to create).
-    let log = LogWatch::new(prefix.path().join("logs").join("agent.log"));
+    let log = LogWatch::new(prefix.path().join("logs").join("agent.log"), DEADLINE);
     prefix.create_and_start_service(
         "PalisadeAgent",
         &format!(
@@ -137,7 +93,7 @@ fn the_service_started_by_the_scm_enrolls_spools_and_delivers_a_report() {
     // An acknowledgement comes only after the collector verified the
     // signature and stored the report: the dashboard's API shows the device
     // and the verdicts it sent.
-    let device = windows_device_as_the_collector_stored_it(&collector);
+    let device = collector.only_device();
     assert_eq!(device["device"]["os_name"], "Windows", "{device:#}");
     let status_of = |rule: &str| device["device"]["rules"][rule].as_str().map(str::to_owned);
     // The baseline enforces screen_lock: the daemon set the machine
@@ -176,51 +132,10 @@ fn the_service_started_by_the_scm_enrolls_spools_and_delivers_a_report() {
     assert!(!text.contains(&secret), "the secret is in the log:\n{text}");
 }
 
-/// The one device's detail from the admin API (`GET /api/v1/devices/{id}`).
-fn windows_device_as_the_collector_stored_it(collector: &RunningCollector) -> serde_json::Value {
-    let made = collector.cli(&[
-        "token",
-        "create",
-        "--role",
-        "viewer",
-        "--label",
-        "wine test",
-    ]);
-    assert_eq!(made.exit_code, Some(0), "{}", made.dump());
-    let token = made.stdout.trim().to_owned();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = collector.client();
-        let get = |path: String| {
-            let request = client
-                .get(format!("{}{path}", collector.url))
-                .bearer_auth(&token);
-            async move {
-                let response = request.send().await.unwrap();
-                assert!(
-                    response.status().is_success(),
-                    "GET {path}: {}",
-                    response.status()
-                );
-                response.json::<serde_json::Value>().await.unwrap()
-            }
-        };
-        let page = get("/api/v1/devices".to_owned()).await;
-        let id = page["devices"][0]["device_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no device listed: {page:#}"))
-            .to_owned();
-        get(format!("/api/v1/devices/{id}")).await
-    })
-}
-
 #[test]
 fn the_running_agent_answers_status_over_its_named_pipe() {
     let setup = setup();
-    let log = LogWatch::new(setup.prefix.path().join("logs").join("run.log"));
+    let log = LogWatch::new(setup.prefix.path().join("logs").join("run.log"), DEADLINE);
     let daemon = setup.prefix.spawn_wine(
         &[
             &setup.exe.display().to_string(),

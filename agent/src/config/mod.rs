@@ -302,8 +302,14 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 /// `%ProgramData%`, which is `C:\ProgramData` unless Windows was installed
-/// elsewhere.
+/// elsewhere: the known folder Windows reports, not the environment
+/// variable, which a service's environment may set otherwise
+/// (`sys::known_folder`).
 fn program_data() -> PathBuf {
+    #[cfg(windows)]
+    if let Some(folder) = crate::sys::known_folder::program_data() {
+        return folder;
+    }
     std::env::var_os("ProgramData")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"))

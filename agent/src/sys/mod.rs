@@ -6,7 +6,8 @@
 //! ([`Host::run`]), and on Windows the registry ([`registry`]), the account policy
 //! ([`netapi`], `NetUserModalsGet`), the USB device tree ([`setupapi`]),
 //! BitLocker's volumes through WMI ([`bitlocker`], the `wmi` crate's
-//! `Win32_EncryptableVolume` query), directory ACLs ([`acl`]), the status
+//! `Win32_EncryptableVolume` query), the ProgramData folder
+//! ([`known_folder`]), directory ACLs ([`acl`]), the status
 //! pipe ([`pipe`]) and the service dispatcher ([`service`]). The direct
 //! Win32 calls carry `// SAFETY:` notes. The macOS
 //! tools will live here too. Evaluators and parsers import nothing from here: they are pure, so
@@ -20,6 +21,8 @@ pub mod acl;
 #[cfg(windows)]
 pub mod bitlocker;
 mod host;
+#[cfg(windows)]
+pub mod known_folder;
 #[cfg(windows)]
 pub mod netapi;
 #[cfg(windows)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{CollectorConfig, Overrides};
@@ -17,9 +17,11 @@ use crate::state;
 use crate::store::{Role, Store};
 
 mod access;
+mod installers;
 mod serve;
 
 use access::{run_token, run_user};
+use installers::{InstallersArgs, run_installers};
 use serve::serve;
 
 /// The baseline policy served until an operator sets another.
@@ -67,6 +69,9 @@ pub enum Command {
     /// Enrollment secrets.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Create an enrollment secret and print the silent-install command
+    /// line for each OS, with the secret, the collector URL and the CA pin.
+    Installers(InstallersArgs),
     /// Devices.
     #[command(subcommand)]
     Device(DeviceCommand),
@@ -169,10 +174,20 @@ pub enum SecretCommand {
         #[arg(long, value_name = "TEXT", default_value = "")]
         label: String,
     },
-    /// List enrollment secrets (never the secrets themselves).
+    /// List enrollment secrets (never the secrets themselves), with their
+    /// state: active, expired, used_up or revoked.
     List {
         #[command(flatten)]
         store: StoreArgs,
+    },
+    /// Revoke an enrollment secret: devices presenting it are refused from
+    /// now on (the ones it enrolled stay enrolled). Revoking again changes
+    /// nothing.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The secret id (the 16 hex digits after `pls_`).
+        id: String,
     },
 }
 
@@ -230,6 +245,18 @@ fn cli_actor() -> String {
     )
 }
 
+/// `--expires` as the instant it names.
+fn expiry_from_now(expires: Option<Duration>) -> anyhow::Result<Option<DateTime<Utc>>> {
+    expires
+        .map(|duration| {
+            chrono::Duration::from_std(duration)
+                .ok()
+                .and_then(|duration| Utc::now().checked_add_signed(duration))
+                .context("--expires: too long")
+        })
+        .transpose()
+}
+
 async fn open_store(config: &CollectorConfig) -> anyhow::Result<Store> {
     state::ensure_state_dir(&config.state_dir)?;
     Store::open(&config.database_url).await.with_context(|| {
@@ -282,13 +309,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let config = CollectorConfig::load(&store.overrides())?;
             let store = open_store(&config).await?;
-            let expires_at = match expires {
-                Some(duration) => Some(
-                    Utc::now()
-                        + chrono::Duration::from_std(duration).context("--expires is too long")?,
-                ),
-                None => None,
-            };
+            let expires_at = expiry_from_now(expires)?;
             let secret = operations::create_enrollment_secret(
                 &store,
                 &cli_actor(),
@@ -318,10 +339,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secret(SecretCommand::List { store }) => {
             let config = CollectorConfig::load(&store.overrides())?;
             let store = open_store(&config).await?;
+            let now = Utc::now();
             for secret in store.list_enrollment_secrets().await? {
                 println!(
-                    "{}\tuses {}/{}\texpires {}\t{}",
+                    "{}\t{}\tuses {}/{}\texpires {}\t{}",
                     secret.id,
+                    secret.state(now).as_str(),
                     secret.uses,
                     secret
                         .max_uses
@@ -334,6 +357,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Secret(SecretCommand::Revoke { store, id }) => {
+            let config = CollectorConfig::load(&store.overrides())?;
+            let store = open_store(&config).await?;
+            let revoked = operations::revoke_enrollment_secret(&store, &cli_actor(), &id).await?;
+            let when = revoked.revoked_at.to_rfc3339();
+            if revoked.newly_revoked {
+                println!("enrollment secret {id} revoked");
+            } else {
+                println!("enrollment secret {id} was already revoked at {when}");
+            }
+            Ok(())
+        }
+        Command::Installers(args) => run_installers(args).await,
         Command::Device(DeviceCommand::Revoke { store, device_id }) => {
             let config = CollectorConfig::load(&store.overrides())?;
             let store = open_store(&config).await?;

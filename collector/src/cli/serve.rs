@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::Utc;
 
+use super::installers::{pin_of_file, served_certificate};
 use super::{BASELINE_POLICY, open_store, redact_url};
 use crate::app::{AppState, Limits};
 use crate::config::{CollectorConfig, TlsSetting};
@@ -43,6 +44,13 @@ pub(super) async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
         }
         TlsSetting::None => Transport::Plain,
     };
+    let ca_pin = served_certificate(&config).and_then(|path| match pin_of_file(&path) {
+        Ok(pin) => Some(pin),
+        Err(err) => {
+            tracing::warn!(error = %err, "no CA pin for the Add devices page");
+            None
+        }
+    });
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
@@ -71,6 +79,8 @@ pub(super) async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
             secure_cookies: !matches!(transport, Transport::Plain),
             unknown_users: Arc::default(),
             stale_after: chrono::TimeDelta::hours(i64::from(config.stale_after_hours)),
+            public_url: config.public_url.clone(),
+            ca_pin,
         },
     };
     tracing::info!(%address, database = %redact_url(&config.database_url), "collector listening");

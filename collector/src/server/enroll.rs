@@ -7,6 +7,14 @@
 //! nothing about which secrets exist); 409 the key is already enrolled; 422
 //! `requested_at` outside the allowed clock skew; 429 too many failures from
 //! this address ([`super::failure_limit`]). The secret never reaches a log.
+//!
+//! Every use of an existing secret is audited, never the secret's text: an
+//! enrollment as `device.enroll` (actor `secret:<id>`, target the new
+//! device, with the hostname), written in the enrollment's own transaction;
+//! a refusal as `device.enroll_refused` (target the secret id, with the
+//! reason and the caller's address). A secret id that does not exist is
+//! not audited: anyone can make those up, and the failure limiter is what
+//! answers them.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -47,7 +55,7 @@ pub async fn enroll(
         .into_response();
     }
     let result = match body {
-        Ok(body) => enroll_device(&state, &body).await,
+        Ok(body) => enroll_device(&state, &body, peer).await,
         Err(rejection) => Err(body_refusal(&rejection)),
     };
     match result {
@@ -65,7 +73,11 @@ pub async fn enroll(
     }
 }
 
-async fn enroll_device(state: &AppState, body: &[u8]) -> Result<EnrollResponse, ApiError> {
+async fn enroll_device(
+    state: &AppState,
+    body: &[u8],
+    peer: SocketAddr,
+) -> Result<EnrollResponse, ApiError> {
     let envelope =
         Envelope::from_json(body, state.limits.max_body_bytes).map_err(|err| match err {
             VerifyError::TooLarge { .. } => {
@@ -122,33 +134,25 @@ async fn enroll_device(state: &AppState, body: &[u8]) -> Result<EnrollResponse, 
         arch: request.host.arch.clone(),
         agent_version: request.agent.version.clone(),
         at: now,
+        peer: peer.ip().to_string(),
     };
     match state.store.enroll_device(&enrollment).await {
         Ok(Ok(())) => {}
-        Ok(Err(EnrollRefusal::KeyAlreadyEnrolled)) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "key_already_enrolled",
-                "this key is already enrolled; a device re-enrolls with a new key",
-            ));
-        }
         Ok(Err(refusal)) => {
-            tracing::info!(secret_id = %presented.id, ?refusal, "enrollment refused");
+            tracing::info!(secret_id = %presented.id, reason = refusal.as_str(), "enrollment refused");
+            if refusal != EnrollRefusal::UnknownSecret {
+                audit_refusal(state, &presented.id, refusal, peer, &request.host.hostname).await;
+            }
+            if refusal == EnrollRefusal::KeyAlreadyEnrolled {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "key_already_enrolled",
+                    "this key is already enrolled; a device re-enrolls with a new key",
+                ));
+            }
             return Err(refused());
         }
         Err(err) => return Err(ApiError::internal("enrollment failed", &err)),
-    }
-    let audit = AuditEntry {
-        at: now,
-        actor: format!("secret:{}", presented.id),
-        action: "device.enroll".into(),
-        target: device_id.clone(),
-        details_json:
-            serde_json::json!({ "hostname": request.host.hostname, "key_id": key_id.as_str() })
-                .to_string(),
-    };
-    if let Err(err) = state.store.append_audit(&audit).await {
-        tracing::error!(error = %err, "cannot write the audit log");
     }
     tracing::info!(device = %device_id, hostname = %request.host.hostname, "device enrolled");
     let policy_public = state.policy_key.verifying_key();
@@ -157,4 +161,31 @@ async fn enroll_device(state: &AppState, body: &[u8]) -> Result<EnrollResponse, 
         policy_public_key: verifying_key_to_base64(&policy_public),
         policy_key_id: KeyId::of(&policy_public),
     })
+}
+
+/// Audits a refused use of an existing secret. The refusal stands whether
+/// or not the entry is written; a failed write is logged for whoever runs
+/// the collector.
+async fn audit_refusal(
+    state: &AppState,
+    secret_id: &str,
+    refusal: EnrollRefusal,
+    peer: SocketAddr,
+    hostname: &str,
+) {
+    let entry = AuditEntry {
+        at: Utc::now(),
+        actor: format!("secret:{secret_id}"),
+        action: "device.enroll_refused".into(),
+        target: secret_id.to_owned(),
+        details_json: serde_json::json!({
+            "reason": refusal.as_str(),
+            "peer": peer.ip().to_string(),
+            "hostname": hostname,
+        })
+        .to_string(),
+    };
+    if let Err(err) = state.store.append_audit(&entry).await {
+        tracing::error!(error = %err, secret_id = %secret_id, "cannot audit a refused enrollment");
+    }
 }

@@ -69,6 +69,8 @@ routes! {
     put "/api/v1/admin/policy" => admin::policy::put,
     get "/api/v1/secrets" => admin::secrets::list,
     post "/api/v1/secrets" => admin::secrets::create,
+    post "/api/v1/secrets/{id}/revoke" => admin::secrets::revoke,
+    post "/api/v1/installers" => admin::installers::create,
     get "/api/v1/exceptions" => admin::exceptions::list,
     post "/api/v1/exceptions" => admin::exceptions::grant,
     get "/api/v1/audit" => admin::audit::list,

@@ -39,6 +39,47 @@ pub struct EnrollmentSecretInfo {
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
+    /// When it was revoked; `None`: not revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a secret still enrolls devices, and if not, why not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretState {
+    Active,
+    Expired,
+    UsedUp,
+    Revoked,
+}
+
+impl SecretState {
+    /// The name lists and the API show: `active`, `expired`, `used_up`,
+    /// `revoked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::UsedUp => "used_up",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+impl EnrollmentSecretInfo {
+    /// Its state at `now`; when more than one reason stops it, the one an
+    /// operator chose wins: revoked, then expired, then used up (the same
+    /// order enrollment checks them in).
+    pub fn state(&self, now: DateTime<Utc>) -> SecretState {
+        if self.revoked_at.is_some() {
+            SecretState::Revoked
+        } else if self.expires_at.is_some_and(|expires| now >= expires) {
+            SecretState::Expired
+        } else if self.max_uses.is_some_and(|max| self.uses >= max) {
+            SecretState::UsedUp
+        } else {
+            SecretState::Active
+        }
+    }
 }
 
 /// A device asking to enroll, already past the proof-of-possession check.
@@ -59,6 +100,8 @@ pub struct EnrollDevice {
     pub arch: String,
     pub agent_version: String,
     pub at: DateTime<Utc>,
+    /// The caller's address, for the audit entry.
+    pub peer: String,
 }
 
 /// Why an enrollment was refused. The HTTP layer answers all of the secret
@@ -69,10 +112,30 @@ pub enum EnrollRefusal {
     WrongSecret,
     SecretExpired,
     SecretUsedUp,
+    SecretRevoked,
     /// The key is already enrolled (to any device): a device re-enrolls with
     /// a new key.
     KeyAlreadyEnrolled,
 }
+
+impl EnrollRefusal {
+    /// The reason as the audit log names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownSecret => "unknown_secret",
+            Self::WrongSecret => "wrong_secret",
+            Self::SecretExpired => "expired",
+            Self::SecretUsedUp => "used_up",
+            Self::SecretRevoked => "revoked",
+            Self::KeyAlreadyEnrolled => "key_already_enrolled",
+        }
+    }
+}
+
+/// The columns of an enrollment secret as `rows::secret_from_row` reads
+/// them.
+const SECRET_COLUMNS: &str =
+    "id, label, max_uses, uses, expires_at, created_at, created_by, revoked_at";
 
 // ---------------------------------------------------------------------------
 // Devices and keys.
@@ -168,18 +231,51 @@ impl Store {
     }
 
     pub async fn list_enrollment_secrets(&self) -> Result<Vec<EnrollmentSecretInfo>, StoreError> {
-        let rows = stmt(
-            "SELECT id, label, max_uses, uses, expires_at, created_at, created_by \
-             FROM enrollment_secrets ORDER BY created_at DESC, id",
-        )
+        let rows = stmt_from(format!(
+            "SELECT {SECRET_COLUMNS} FROM enrollment_secrets ORDER BY created_at DESC, id"
+        ))
         .read_all(&self.pools)
         .await?;
         rows.iter().map(secret_from_row).collect()
     }
 
-    /// Checks the secret (constant-time hash comparison, expiry, uses),
-    /// counts the use, and creates the device and its key, all in one
-    /// transaction.
+    /// One enrollment secret by id (never its hash).
+    pub async fn enrollment_secret(
+        &self,
+        id: &str,
+    ) -> Result<Option<EnrollmentSecretInfo>, StoreError> {
+        let row = stmt_from(format!(
+            "SELECT {SECRET_COLUMNS} FROM enrollment_secrets WHERE id = $1"
+        ))
+        .bind(id)
+        .read_optional(&self.pools)
+        .await?;
+        row.as_ref().map(secret_from_row).transpose()
+    }
+
+    /// Revokes an enrollment secret; `false` when no such secret exists.
+    /// Revoking again keeps the first revocation time.
+    pub async fn revoke_enrollment_secret(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let found = stmt(
+            "UPDATE enrollment_secrets SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(to_millis(at))
+        .write(&self.pools)
+        .await?
+            > 0;
+        Ok(found)
+    }
+
+    /// Checks the secret (constant-time hash comparison, revocation, expiry,
+    /// uses), counts the use, creates the device and its key, and appends
+    /// the audit entry `device.enroll` (actor `secret:<id>`, target the new
+    /// device, with the hostname, key and caller's address), all in one
+    /// transaction: an enrollment is never without its audit entry.
     pub async fn enroll_device(
         &self,
         request: &EnrollDevice,
@@ -189,7 +285,7 @@ impl Store {
         // Locked (PostgreSQL): two enrollments on a single-use secret at once
         // must not both see one use left. SQLite's write lock covers it.
         let secret = stmt_from(format!(
-            "SELECT secret_hash, max_uses, uses, expires_at FROM enrollment_secrets \
+            "SELECT secret_hash, max_uses, uses, expires_at, revoked_at FROM enrollment_secrets \
              WHERE id = $1{}",
             dialect.lock_rows()
         ))
@@ -200,9 +296,12 @@ impl Store {
             None => Some(EnrollRefusal::UnknownSecret),
             Some(row) => {
                 let stored_hash: Vec<u8> = row.value("secret_hash")?;
-                let max_uses: Option<i64> = row.value("max_uses")?;
-                let uses: i64 = row.value("uses")?;
-                let expires_at: Option<i64> = row.value("expires_at")?;
+                let limits = SecretLimits {
+                    max_uses: row.value("max_uses")?,
+                    uses: row.value("uses")?,
+                    expires_at: row.value("expires_at")?,
+                    revoked_at: row.value("revoked_at")?,
+                };
                 let key_taken = stmt("SELECT 1 FROM device_keys WHERE key_id = $1")
                     .bind(&request.key_id)
                     .fetch_optional(&mut tx)
@@ -211,9 +310,7 @@ impl Store {
                 secret_refusal(
                     &request.presented_hash,
                     &stored_hash,
-                    expires_at,
-                    max_uses,
-                    uses,
+                    &limits,
                     to_millis(request.at),
                 )
                 .or(key_taken.then_some(EnrollRefusal::KeyAlreadyEnrolled))
@@ -264,6 +361,20 @@ impl Store {
             tx.rollback().await?;
             return Ok(Err(EnrollRefusal::KeyAlreadyEnrolled));
         }
+        let audit = AuditEntry {
+            at: request.at,
+            actor: format!("secret:{}", request.secret_id),
+            action: "device.enroll".to_owned(),
+            target: request.device_id.clone(),
+            details_json: serde_json::json!({
+                "secret_id": request.secret_id,
+                "hostname": request.hostname,
+                "key_id": request.key_id,
+                "peer": request.peer,
+            })
+            .to_string(),
+        };
+        super::policy::audit_insert(&audit).execute(&mut tx).await?;
         tx.commit().await?;
         Ok(Ok(()))
     }

@@ -58,7 +58,7 @@ pub use access::{
 };
 pub use devices::{
     DeviceKeyRecord, DeviceRecord, EnrollDevice, EnrollRefusal, EnrollmentSecretInfo,
-    LatestVerdict, NewEnrollmentSecret,
+    LatestVerdict, NewEnrollmentSecret, SecretState,
 };
 pub use fleet::{
     DeviceDetail, DeviceKeyInfo, DeviceListing, DevicePage, DeviceQuery, DeviceSort, DeviceStatus,
@@ -198,13 +198,19 @@ pub fn parse_check_status(text: &str) -> Option<CheckStatus> {
 pub(crate) fn secret_refusal(
     presented_hash: &[u8; 32],
     stored_hash: &[u8],
-    expires_at: Option<i64>,
-    max_uses: Option<i64>,
-    uses: i64,
+    limits: &SecretLimits,
     at_millis: i64,
 ) -> Option<EnrollRefusal> {
+    let SecretLimits {
+        expires_at,
+        max_uses,
+        uses,
+        revoked_at,
+    } = *limits;
     if !bool::from(presented_hash.as_slice().ct_eq(stored_hash)) {
         Some(EnrollRefusal::WrongSecret)
+    } else if revoked_at.is_some() {
+        Some(EnrollRefusal::SecretRevoked)
     } else if expires_at.is_some_and(|expires| at_millis >= expires) {
         Some(EnrollRefusal::SecretExpired)
     } else if max_uses.is_some_and(|max| uses >= max) {
@@ -212,6 +218,15 @@ pub(crate) fn secret_refusal(
     } else {
         None
     }
+}
+
+/// What limits a stored secret, as its row has it (unix milliseconds).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SecretLimits {
+    pub expires_at: Option<i64>,
+    pub max_uses: Option<i64>,
+    pub uses: i64,
+    pub revoked_at: Option<i64>,
 }
 
 /// A use count as the contract's `u32`.

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::engine::stmt;
+use super::engine::{Stmt, stmt};
 use super::rows::*;
 use super::*;
 
@@ -49,6 +49,20 @@ pub struct AuditEntry {
     pub target: String,
     /// A JSON object with the details.
     pub details_json: String,
+}
+
+/// The statement that appends `entry`, for [`Store::append_audit`] and for
+/// the methods that write their audit entry in their own transaction.
+pub(super) fn audit_insert(entry: &AuditEntry) -> Stmt<'_> {
+    stmt(
+        "INSERT INTO audit_log (at, actor, action, target, details) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(to_millis(entry.at))
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(&entry.details_json)
 }
 
 // ---------------------------------------------------------------------------
@@ -158,17 +172,7 @@ impl Store {
     }
 
     pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        stmt(
-            "INSERT INTO audit_log (at, actor, action, target, details) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(to_millis(entry.at))
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(&entry.details_json)
-        .write(&self.pools)
-        .await?;
+        audit_insert(entry).write(&self.pools).await?;
         Ok(())
     }
 

@@ -81,6 +81,7 @@ pub(super) fn secret_from_row(row: &impl Columns) -> Result<EnrollmentSecretInfo
         expires_at: optional_time(row.value("expires_at")?)?,
         created_at: from_millis(row.value("created_at")?)?,
         created_by: row.value("created_by")?,
+        revoked_at: optional_time(row.value("revoked_at")?)?,
     })
 }
 

@@ -5,7 +5,7 @@
 //!   [`auth::Session`] extractor every page takes; [`lockout`]: the guard
 //!   that slows and then locks repeated failed logins.
 //! - [`pages`]: one module per page (overview, devices, device, enrollment,
-//!   policy, exceptions, audit). Pages read and change the fleet only
+//!   add devices, policy, exceptions, audit). Pages read and change the fleet only
 //!   through [`crate::store`] and, for changes the admin API and the command
 //!   line also make, [`crate::operations`], so a change made here is
 //!   validated and audited the same way.
@@ -53,6 +53,11 @@ pub fn router() -> Router<AppState> {
         .route(
             "/enrollment",
             get(pages::enrollment::page).post(pages::enrollment::create),
+        )
+        .route("/enrollment/{id}/revoke", post(pages::enrollment::revoke))
+        .route(
+            "/add-devices",
+            get(pages::add_devices::page).post(pages::add_devices::create),
         )
         .route(
             "/policy",

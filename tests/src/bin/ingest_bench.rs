@@ -525,6 +525,7 @@ async fn store_limit(url: &str, args: &Args) -> anyhow::Result<StoreResult> {
             arch: "x86_64".into(),
             agent_version: "0.1.0".into(),
             at: Utc::now(),
+            peer: "127.0.0.1".into(),
         };
         let store = store.clone();
         enrolling.spawn(async move { store.enroll_device(&request).await });

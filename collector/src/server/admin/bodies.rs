@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use crate::store::{
     AuditEntry, DeviceDetail, DeviceKeyInfo, DeviceListing, DeviceRecord, DeviceStatus,
     EnrollmentSecretInfo, ExceptionRecord, FleetSummary, PolicyRecord, ReportHistoryEntry,
+    SecretState,
 };
 
 /// A device's overall status: `fail` if any rule fails; else `unknown` if
@@ -384,11 +385,17 @@ pub struct SecretBody {
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
+    /// `null`: not revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Whether it enrolls devices now: `active`, or why not (`revoked`
+    /// wins over `expired`, which wins over `used_up`).
+    pub state: SecretStateName,
 }
 
-impl From<EnrollmentSecretInfo> for SecretBody {
-    fn from(info: EnrollmentSecretInfo) -> Self {
+impl SecretBody {
+    pub fn new(info: EnrollmentSecretInfo, now: DateTime<Utc>) -> Self {
         Self {
+            state: info.state(now).into(),
             id: info.id,
             label: info.label,
             max_uses: info.max_uses,
@@ -396,6 +403,28 @@ impl From<EnrollmentSecretInfo> for SecretBody {
             expires_at: info.expires_at,
             created_at: info.created_at,
             created_by: info.created_by,
+            revoked_at: info.revoked_at,
+        }
+    }
+}
+
+/// An enrollment secret's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretStateName {
+    Active,
+    Expired,
+    UsedUp,
+    Revoked,
+}
+
+impl From<SecretState> for SecretStateName {
+    fn from(state: SecretState) -> Self {
+        match state {
+            SecretState::Active => Self::Active,
+            SecretState::Expired => Self::Expired,
+            SecretState::UsedUp => Self::UsedUp,
+            SecretState::Revoked => Self::Revoked,
         }
     }
 }
@@ -488,8 +517,9 @@ pub struct AuditEntryBody {
     /// `token:<id> (<label>)` for the admin API, `cli:<user>` for the
     /// command line, `secret:<id>` for an enrollment.
     pub actor: String,
-    /// `secret.create`, `device.revoke`, `policy.set`, `exception.grant`,
-    /// `token.create`, `token.revoke`, `device.enroll`.
+    /// `secret.create`, `secret.revoke`, `device.revoke`, `policy.set`,
+    /// `exception.grant`, `token.create`, `token.revoke`, `device.enroll`,
+    /// `device.enroll_refused`.
     pub action: String,
     pub target: String,
     #[schema(value_type = Object)]

@@ -7,7 +7,8 @@
 //!   viewer). A handler's signature says which it needs.
 //! - [`devices`]: device list (filters, search, sort, pages), one device,
 //!   revocation, the fleet summary and the CSV export.
-//! - [`policy`], [`secrets`], [`exceptions`], [`audit`]: one resource each.
+//! - [`policy`], [`secrets`], [`exceptions`], [`audit`]: one resource each;
+//!   [`installers`]: a new secret with the install command lines.
 //! - [`bodies`]: the JSON the admin API answers with. These are the
 //!   collector's own types, not agent wire types, so they live here (not in
 //!   `palisade-shared`) and derive `utoipa::ToSchema` for the document.
@@ -27,6 +28,7 @@ pub mod bodies;
 pub mod devices;
 pub mod devices_csv;
 pub mod exceptions;
+pub mod installers;
 pub mod openapi;
 pub mod policy;
 pub mod secrets;

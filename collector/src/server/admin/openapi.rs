@@ -21,7 +21,7 @@ use super::bodies::{
     AuditEntryBody, AuditListBody, CreatedSecretBody, DeviceBody, DeviceDetailBody, DevicePageBody,
     ErrorBodySchema, ExceptionBody, ExceptionListBody, InvalidPolicyBody, KeyBody,
     NewExceptionRequest, NewSecretRequest, PolicyBody, PolicyProblem, ReportEntryBody, RevokedBody,
-    SecretBody, SecretListBody, SummaryBody, VerdictBody,
+    SecretBody, SecretListBody, SecretStateName, SummaryBody, VerdictBody,
 };
 
 /// The document.
@@ -53,6 +53,8 @@ use super::bodies::{
         super::policy::put,
         super::secrets::list,
         super::secrets::create,
+        super::secrets::revoke,
+        super::installers::create,
         super::exceptions::list,
         super::exceptions::grant,
         super::audit::list,
@@ -76,7 +78,11 @@ use super::bodies::{
         PolicyProblem,
         InvalidPolicyBody,
         SecretBody,
+        SecretStateName,
         SecretListBody,
+        super::installers::NewInstallersRequest,
+        super::installers::InstallCommandBody,
+        super::installers::CreatedInstallersBody,
         NewSecretRequest,
         CreatedSecretBody,
         ExceptionBody,

@@ -1,9 +1,12 @@
-//! Enrollment secrets through the API: list them, create one. A new secret
-//! is in the creating answer and nowhere else; only its hash is stored.
+//! Enrollment secrets through the API: list them, create one, revoke one.
+//! A new secret is in the creating answer and nowhere else; only its hash
+//! is stored. Revoking is idempotent: a revoked secret revoked again
+//! answers 200 with the first revocation's time (as devices do), so a
+//! retried request is never an error.
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{TimeDelta, Utc};
 
@@ -13,7 +16,7 @@ use super::bodies::{
 };
 use super::{bad_field, json_refusal};
 use crate::app::AppState;
-use crate::operations::{self, NewSecret, OperationError};
+use crate::operations::{self, CreatedSecret, NewSecret, OperationError};
 use crate::server::error::ApiError;
 
 /// Ten years: a secret meant to outlive the laptops it enrolls is a
@@ -42,7 +45,10 @@ pub async fn list(
         .await
         .map_err(|err| ApiError::internal("listing secrets failed", &err))?;
     Ok(Json(SecretListBody {
-        secrets: secrets.into_iter().map(SecretBody::from).collect(),
+        secrets: secrets
+            .into_iter()
+            .map(|info| SecretBody::new(info, Utc::now()))
+            .collect(),
     }))
 }
 
@@ -66,7 +72,33 @@ pub async fn create(
     request: Result<Json<NewSecretRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedSecretBody>), ApiError> {
     let Json(request) = request.map_err(|r| json_refusal(&r))?;
-    let expires_at = match request.expires_in_seconds {
+    let created = create_secret(
+        &state,
+        &caller.actor(),
+        request.uses,
+        request.expires_in_seconds,
+        request.label,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedSecretBody {
+            secret: created.text,
+            info: SecretBody::new(created.info, Utc::now()),
+        }),
+    ))
+}
+
+/// Makes a secret through [`operations`], answering a bad value as a 400
+/// naming its field; for this module and the installers endpoint.
+pub(super) async fn create_secret(
+    state: &AppState,
+    actor: &str,
+    uses: Option<u32>,
+    expires_in_seconds: Option<u64>,
+    label: String,
+) -> Result<CreatedSecret, ApiError> {
+    let expires_at = match expires_in_seconds {
         None => None,
         Some(seconds) if (1..=MAX_EXPIRES_IN_SECONDS).contains(&seconds) => {
             Some(Utc::now() + TimeDelta::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1000)))
@@ -78,12 +110,12 @@ pub async fn create(
             ));
         }
     };
-    let created = operations::create_enrollment_secret(
+    operations::create_enrollment_secret(
         &state.store,
-        &caller.actor(),
+        actor,
         NewSecret {
-            label: request.label,
-            max_uses: request.uses,
+            label,
+            max_uses: uses,
             expires_at,
         },
     )
@@ -91,12 +123,38 @@ pub async fn create(
     .map_err(|err| match err {
         OperationError::Invalid { field, problem } => bad_field(field, problem),
         other => ApiError::internal("creating a secret failed", &other),
-    })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedSecretBody {
-            secret: created.text,
-            info: created.info.into(),
-        }),
-    ))
+    })
+}
+
+/// Revoke an enrollment secret: devices presenting it are refused from now
+/// on (401 `bad_secret`, as for any other bad secret); the devices it
+/// enrolled stay enrolled. Revoking again changes nothing and answers the
+/// first revocation's time.
+#[utoipa::path(
+    post,
+    path = "/api/v1/secrets/{id}/revoke",
+    tag = "enrollment",
+    params(("id" = String, Path, description = "Secret id (the 16 hex digits after `pls_`)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Revoked (now or before)", body = SecretBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBodySchema),
+        (status = 403, description = "`forbidden`: a viewer token", body = ErrorBodySchema),
+        (status = 404, description = "`no_such_secret`", body = ErrorBodySchema),
+    )
+)]
+pub async fn revoke(
+    Admin(caller): Admin,
+    State(state): State<AppState>,
+    Path(secret_id): Path<String>,
+) -> Result<Json<SecretBody>, ApiError> {
+    let revoked = operations::revoke_enrollment_secret(&state.store, &caller.actor(), &secret_id)
+        .await
+        .map_err(|err| match err {
+            OperationError::NoSuchSecret(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "no_such_secret", err.to_string())
+            }
+            other => ApiError::internal("revoking a secret failed", &other),
+        })?;
+    Ok(Json(SecretBody::new(revoked.info, Utc::now())))
 }

@@ -1,12 +1,14 @@
 //! `GET /enrollment`: the enrollment secrets (never the secrets
-//! themselves); `POST /enrollment` (admin): a new secret, shown once in the
-//! answer and stored only as a hash.
+//! themselves) and their state; `POST /enrollment` (admin): a new secret,
+//! shown once in the answer and stored only as a hash;
+//! `POST /enrollment/{id}/revoke` (admin): revokes one (idempotent, like
+//! the admin API), then shows the page again.
 
 use axum::Form;
-use axum::extract::State;
 use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Redirect, Response};
 use chrono::{TimeDelta, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -14,8 +16,8 @@ use serde::Deserialize;
 use super::non_empty;
 use crate::app::AppState;
 use crate::operations::{self, MAX_SECRET_LABEL_CHARS, NewSecret, OperationError};
-use crate::web::auth::{Session, form_refusal};
-use crate::web::layout::{self, Nav, csrf_field};
+use crate::web::auth::{CsrfForm, Session, form_refusal};
+use crate::web::layout::{self, Nav, csrf_field, status_badge};
 use crate::web::{PageError, format_optional_time, format_time, html_response};
 
 /// The same limits as the admin API: ten years at most, labels are notes.
@@ -25,6 +27,13 @@ const MAX_EXPIRES_DAYS: u32 = 3650;
 pub struct NewSecretForm {
     #[serde(default)]
     csrf: Option<String>,
+    #[serde(flatten)]
+    fields: SecretFields,
+}
+
+/// The fields of a new secret, on this page and on Add devices.
+#[derive(Debug, Default, Deserialize)]
+pub struct SecretFields {
     #[serde(default)]
     label: Option<String>,
     /// Empty: unlimited.
@@ -51,9 +60,11 @@ async fn render(
         .list_enrollment_secrets()
         .await
         .map_err(|err| PageError::unavailable("listing secrets failed", &err))?;
+    let now = Utc::now();
     let body = html! {
         @if let Some(notice) = notice { (notice) }
         @if session.is_admin() {
+            p { a id="add-devices-link" href="/add-devices" { "Add devices" } ": a new secret with the install command for each OS." }
             h2 { "New enrollment secret" }
             form id="new-secret" method="post" action="/enrollment" {
                 (csrf_field(session))
@@ -65,16 +76,29 @@ async fn render(
         }
         h2 { "Secrets" }
         table id="secrets" {
-            thead { tr { th { "Id" } th { "Label" } th { "Uses" } th { "Expires" } th { "Created" } th { "By" } } }
+            thead { tr { th { "Id" } th { "Label" } th { "State" } th { "Uses" } th { "Expires" } th { "Created" } th { "By" } @if session.is_admin() { th { "Revoke" } } } }
             tbody {
                 @for secret in &secrets {
                     tr class="secret" {
                         td { code { (secret.id) } }
                         td { (secret.label) }
+                        td class="secret-state" { (status_badge(secret.state(now).as_str())) }
                         td { (secret.uses) " / " (secret.max_uses.map_or("unlimited".to_owned(), |n| n.to_string())) }
                         td { (format_optional_time(secret.expires_at)) }
                         td { (format_time(secret.created_at)) }
                         td { (secret.created_by) }
+                        @if session.is_admin() {
+                            td {
+                                @if secret.revoked_at.is_none() {
+                                    form id={ "revoke-" (secret.id) } method="post" action={ "/enrollment/" (secret.id) "/revoke" } {
+                                        (csrf_field(session))
+                                        button type="submit" { "Revoke" }
+                                    }
+                                } @else {
+                                    (format_optional_time(secret.revoked_at))
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -87,7 +111,10 @@ async fn render(
 }
 
 /// The form as a new secret, or what is wrong with it, said for the form.
-fn validate(form: &NewSecretForm, now: chrono::DateTime<Utc>) -> Result<NewSecret, String> {
+pub(super) fn validate(
+    form: &SecretFields,
+    now: chrono::DateTime<Utc>,
+) -> Result<NewSecret, String> {
     let label = non_empty(&form.label).unwrap_or("").to_owned();
     if label.chars().count() > MAX_SECRET_LABEL_CHARS {
         return Err(format!(
@@ -134,7 +161,7 @@ pub async fn create(
         let notice = html! { p class="error" role="alert" { (message) } };
         render(&session, &state, StatusCode::BAD_REQUEST, Some(notice))
     };
-    let request = match validate(&form, now) {
+    let request = match validate(&form.fields, now) {
         Ok(valid) => valid,
         Err(message) => return refused(message).await,
     };
@@ -154,4 +181,23 @@ pub async fn create(
         }
     };
     render(&session, &state, StatusCode::CREATED, Some(notice)).await
+}
+
+/// `POST /enrollment/{id}/revoke` (admin): revokes and audits, then shows
+/// the list again; an unknown id is a 404 page.
+pub async fn revoke(
+    session: Session,
+    State(state): State<AppState>,
+    Path(secret_id): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(form) = form.map_err(|r| form_refusal(&r))?;
+    session.authorise_change(form.csrf.as_deref())?;
+    operations::revoke_enrollment_secret(&state.store, &session.actor(), &secret_id)
+        .await
+        .map_err(|err| match err {
+            OperationError::NoSuchSecret(_) => PageError::not_found(format!("There is {err}.")),
+            other => PageError::unavailable("revoking the secret failed", &other),
+        })?;
+    Ok(Redirect::to("/enrollment").into_response())
 }

@@ -5,6 +5,7 @@
 //!
 //! [`Session`]: super::auth::Session
 
+pub mod add_devices;
 pub mod audit;
 pub mod device;
 pub mod devices;

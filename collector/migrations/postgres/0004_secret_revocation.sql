@@ -1,0 +1,5 @@
+-- Enrollment secrets can be revoked, PostgreSQL flavour;
+-- ../sqlite/0004_secret_revocation.sql is the same. NULL: not revoked.
+-- A revoked secret is refused at enrollment like any other bad secret;
+-- the devices it enrolled stay enrolled (revoke those one by one).
+ALTER TABLE enrollment_secrets ADD COLUMN revoked_at BIGINT;
