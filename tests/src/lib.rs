@@ -116,3 +116,36 @@ pub fn check_of<'a>(report: &'a serde_json::Value, rule: &str) -> &'a serde_json
         .and_then(|checks| checks.iter().find(|c| c["id"] == rule))
         .unwrap_or_else(|| panic!("no {rule} check in {report:#}"))
 }
+
+/// The regular files under `dir` whose bytes contain `needle`, for the
+/// installer tests' "the secret is nowhere else" (symbolic links and device
+/// nodes are not followed or read).
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()));
+        for entry in entries {
+            let entry = entry.unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()));
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .unwrap_or_else(|err| panic!("cannot stat {}: {err}", path.display()));
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                let bytes = std::fs::read(&path)
+                    .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+                if bytes
+                    .windows(needle.len())
+                    .any(|window| window == needle.as_bytes())
+                {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}

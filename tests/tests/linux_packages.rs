@@ -179,28 +179,10 @@ impl Root {
 
     /// The files in the root whose bytes hold `needle`, as root paths.
     fn files_containing(&self, needle: &str) -> Vec<String> {
-        let mut found = Vec::new();
-        let mut pending = vec![self.dir.path().to_path_buf()];
-        while let Some(dir) = pending.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let entry = entry.unwrap();
-                let kind = entry.file_type().unwrap();
-                if kind.is_dir() {
-                    pending.push(entry.path());
-                } else if kind.is_file() {
-                    let bytes = std::fs::read(entry.path()).unwrap();
-                    if bytes
-                        .windows(needle.len())
-                        .any(|window| window == needle.as_bytes())
-                    {
-                        let inside = entry.path();
-                        let inside = inside.strip_prefix(self.dir.path()).unwrap();
-                        found.push(format!("/{}", inside.display()));
-                    }
-                }
-            }
-        }
-        found
+        palisade_tests::files_containing(self.dir.path(), needle)
+            .iter()
+            .map(|path| format!("/{}", path.strip_prefix(self.dir.path()).unwrap().display()))
+            .collect()
     }
 }
 
