@@ -540,3 +540,49 @@ fn lintian_passes_and_the_maintainer_scripts_are_posix_sh() {
         }
     }
 }
+
+/// The two packages ship the same files with the same modes and owners
+/// (one staged tree): all but the unit's directory and what only Debian
+/// has (its changelog, lintian's overrides).
+#[test]
+fn the_deb_and_the_rpm_ship_the_same_files() {
+    let deb = Format::Deb.package();
+    let listed = run(
+        Path::new("/usr/bin/dpkg-deb"),
+        &["--contents", deb.to_str().unwrap()],
+        &[],
+    );
+    assert_succeeded(&listed);
+    let debian_only = ["/usr/share/doc/palisade-agent/changelog.gz"];
+    let mut deb_files: Vec<String> = listed
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with('-'))
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let path = fields[5].trim_start_matches('.');
+            let path = path.replace(Format::Deb.unit(), Format::Rpm.unit());
+            format!("{} {} {path}", fields[0], fields[1].replace('/', ":"))
+        })
+        .filter(|line| !debian_only.iter().any(|only| line.ends_with(only)))
+        .filter(|line| !line.contains("/usr/share/lintian/"))
+        .collect();
+    let rpm = Format::Rpm.package();
+    let query = "[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]";
+    let listed = run(
+        Path::new("/usr/bin/rpm"),
+        &["-qp", "--queryformat", query, rpm.to_str().unwrap()],
+        &[],
+    );
+    assert_succeeded(&listed);
+    let mut rpm_files: Vec<String> = listed
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with('-'))
+        .map(str::to_owned)
+        .collect();
+    deb_files.sort();
+    rpm_files.sort();
+    assert_eq!(deb_files.len(), 5, "{deb_files:#?}");
+    assert_eq!(deb_files, rpm_files);
+}
