@@ -18,7 +18,7 @@
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use palisade_tests::{Finished, binary, repo_root, run};
+use palisade_tests::{Finished, binary, files_containing, repo_root, run};
 
 const BINARY: &str = "/usr/local/bin/palisade-agent";
 const DAEMON_PLIST: &str = "Library/LaunchDaemons/org.palisade.agent.plist";
@@ -208,24 +208,6 @@ fn assert_the_agent_accepts(config: &Path) {
         &[],
     );
     assert_eq!(listed.exit_code, Some(0), "{}", listed.dump());
-}
-
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(files_containing(&path, needle));
-        } else if std::fs::read(&path)
-            .unwrap()
-            .windows(needle.len())
-            .any(|window| window == needle.as_bytes())
-        {
-            found.push(path);
-        }
-    }
-    found
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! The Windows installer, under Wine: `msiexec /i palisade-agent.msi /qn`
-//! with the properties IT passes (COLLECTOR_URL, ENROLL_SECRET, CA_PIN) into
-//! a fresh prefix. The MSI's own ServiceInstall and ServiceControl register
+//! The Windows installer, under Wine: the `msiexec /i palisade-agent.msi /qn`
+//! line that `palisade-collector installers` prints, with the properties IT
+//! passes (COLLECTOR_URL, ENROLL_SECRET, CA_PIN), run into a fresh prefix. The MSI's own ServiceInstall and ServiceControl register
 //! and start the service; the service enrolls to a real collector on
 //! loopback, trusting it through the pin alone (no CA file anywhere), and
 //! its report appears in `/api/v1/devices`. The secret is then nowhere in
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use palisade_shared::pin::CaPin;
 use palisade_tests::collector::RunningCollector;
+use palisade_tests::files_containing;
 use palisade_tests::log_watch::LogWatch;
 use palisade_tests::wine::{WinePrefix, windows_path};
 use rustls::pki_types::CertificateDer;
@@ -64,9 +65,6 @@ struct Installed {
 fn install() -> Installed {
     let collector_dir = tempfile::tempdir().unwrap();
     let collector = RunningCollector::start(collector_dir.path(), None);
-    let secret = collector.create_secret(&[]);
-    let pin = pin_of(&collector_dir.path().join("tls/cert.pem"));
-
     let prefix = WinePrefix::new();
     prefix.install_stand_in_system_wide();
     prefix.settle();
@@ -77,15 +75,35 @@ fn install() -> Installed {
         DEADLINE,
     );
 
-    let installed = prefix.wine(&[
-        "msiexec",
-        "/i",
-        &windows_path(&msi()),
-        "/qn",
-        &format!("COLLECTOR_URL={}", collector.url),
-        &format!("ENROLL_SECRET={secret}"),
-        &format!("CA_PIN={pin}"),
-    ]);
+    // The exact line `palisade-collector installers` prints for Windows,
+    // run from a batch file as IT would paste it, with the MSI's path in
+    // place of its bare file name.
+    let printed = collector.cli(&["installers", "--collector-url", &collector.url]);
+    assert_eq!(printed.exit_code, Some(0), "{}", printed.dump());
+    let line = printed
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("msiexec /i "))
+        .unwrap_or_else(|| panic!("no msiexec line:\n{}", printed.stdout));
+    let secret = quoted_value(line, "ENROLL_SECRET");
+    let pin: CaPin = quoted_value(line, "CA_PIN").parse().unwrap();
+    assert_eq!(
+        pin,
+        pin_of(&collector_dir.path().join("tls/cert.pem")),
+        "the printed pin is the served certificate's"
+    );
+    let msi_name = format!("palisade-agent-{}-x64.msi", env!("CARGO_PKG_VERSION"));
+    assert!(line.contains(&msi_name), "{line}");
+    let line = line.replacen(&msi_name, &format!("\"{}\"", windows_path(&msi())), 1);
+    std::fs::write(
+        prefix.drive_c().join("install.bat"),
+        format!("@echo off\r\n{line}\r\nexit /b %ERRORLEVEL%\r\n"),
+    )
+    .unwrap();
+    let installed = prefix.wine(&["cmd", "/c", r"C:\install.bat"]);
+    // The batch file is this test's, not the installer's: it goes before
+    // the prefix is searched for the secret.
+    std::fs::remove_file(prefix.drive_c().join("install.bat")).unwrap();
     assert_eq!(installed.exit_code, Some(0), "{}", installed.dump());
     log.wait_for_line("service start", |line| line.contains("service starting"));
     log.wait_for_line("enrollment", |line| line.contains("enrolled"));
@@ -148,7 +166,7 @@ fn the_msi_installs_enrolls_upgrades_and_uninstalls_silently() {
         prefix.reg_query(SETTINGS_KEY, "CollectorUrl"),
         Some(collector.url.clone())
     );
-    let holding = files_holding(prefix.path(), secret.as_bytes());
+    let holding = files_containing(prefix.path(), &secret);
     assert!(
         holding.is_empty(),
         "the secret is still on the disk in {holding:?}"
@@ -192,6 +210,17 @@ fn the_msi_installs_enrolls_upgrades_and_uninstalls_silently() {
     );
 }
 
+/// The value of `NAME="value"` in a cmd.exe line.
+fn quoted_value(line: &str, name: &str) -> String {
+    let start = line
+        .find(&format!("{name}=\""))
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+        + name.len()
+        + 2;
+    let length = line[start..].find('"').unwrap();
+    line[start..start + length].to_owned()
+}
+
 /// The pin of the last certificate in a PEM chain, as
 /// `palisade-collector installers` prints it.
 fn pin_of(pem_file: &Path) -> CaPin {
@@ -200,31 +229,4 @@ fn pin_of(pem_file: &Path) -> CaPin {
         .collect::<Result<_, _>>()
         .unwrap();
     CaPin::of_certificate(certificates.last().unwrap()).unwrap()
-}
-
-/// Every file under `dir` whose bytes contain `needle` (the registry is
-/// the prefix's `*.reg` files, so it is searched too).
-fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                pending.push(path);
-            } else if kind.is_file() {
-                let bytes = std::fs::read(&path).unwrap_or_default();
-                if bytes.windows(needle.len()).any(|window| window == needle) {
-                    found.push(path);
-                }
-            }
-        }
-    }
-    found
 }
