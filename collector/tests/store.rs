@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use palisade_collector::store::chain::ConflictReason;
 use palisade_collector::store::{
     AuditEntry, DeviceQuery, DeviceSort, DeviceStatus, DeviceStatusCounts, EnrollDevice,
-    EnrollRefusal, ExceptionFilter, FleetSummary, IncomingReport, IncomingVerdict, NewApiToken,
-    NewEnrollmentSecret, NewException, NewPolicy, Role, RuleFilter, Store, StoreError,
+    EnrollRefusal, Enrolled, ExceptionFilter, FleetSummary, IncomingReport, IncomingVerdict,
+    NewApiToken, NewEnrollmentSecret, NewException, NewPolicy, Role, RuleFilter, Store, StoreError,
     StoreOutcome,
 };
 use palisade_shared::report::CheckStatus;
@@ -54,6 +54,7 @@ store_tests! {
     enrollment_refuses_an_expired_secret,
     enrollment_refuses_a_used_up_secret,
     enrollment_refuses_a_key_already_enrolled,
+    a_repeated_enrollment_gets_its_device_back,
     enrollment_refuses_a_revoked_secret,
     an_enrollment_is_audited_with_it,
     revocation_covers_the_device_and_its_keys,
@@ -253,7 +254,7 @@ async fn enrolled(store: &Store, name: &str) -> Device {
         .enroll_device(&enrollment(&secret_id, name, &device.id, &device.key_id))
         .await
         .expect("enroll");
-    assert_eq!(outcome, Ok(()));
+    assert_eq!(outcome, Ok(Enrolled::New));
     device
 }
 
@@ -362,7 +363,7 @@ async fn enrollment_creates_the_device_and_its_key(backend: Backend) {
         .await
         .unwrap();
     let request = enrollment("sec_a", "s3cret", "dev_1", "key_1");
-    assert_eq!(db.enroll_device(&request).await.unwrap(), Ok(()));
+    assert_eq!(db.enroll_device(&request).await.unwrap(), Ok(Enrolled::New));
 
     let secrets = db.list_enrollment_secrets().await.unwrap();
     assert_eq!(secrets.len(), 1);
@@ -433,7 +434,7 @@ async fn enrollment_refuses_an_expired_secret(backend: Backend) {
     assert_nothing_enrolled(&db, &request).await;
     // A millisecond earlier it works.
     request.at = at(100) - chrono::Duration::milliseconds(1);
-    assert_eq!(db.enroll_device(&request).await.unwrap(), Ok(()));
+    assert_eq!(db.enroll_device(&request).await.unwrap(), Ok(Enrolled::New));
 }
 
 async fn enrollment_refuses_a_used_up_secret(backend: Backend) {
@@ -442,7 +443,7 @@ async fn enrollment_refuses_a_used_up_secret(backend: Backend) {
         .await
         .unwrap();
     let first = enrollment("sec_once", "s", "dev_1", "key_1");
-    assert_eq!(db.enroll_device(&first).await.unwrap(), Ok(()));
+    assert_eq!(db.enroll_device(&first).await.unwrap(), Ok(Enrolled::New));
     let second = enrollment("sec_once", "s", "dev_2", "key_2");
     assert_eq!(
         db.enroll_device(&second).await.unwrap(),
@@ -458,7 +459,7 @@ async fn enrollment_refuses_a_revoked_secret(backend: Backend) {
         .await
         .unwrap();
     let first = enrollment("sec_a", "s", "dev_1", "key_1");
-    assert_eq!(db.enroll_device(&first).await.unwrap(), Ok(()));
+    assert_eq!(db.enroll_device(&first).await.unwrap(), Ok(Enrolled::New));
     assert!(db.revoke_enrollment_secret("sec_a", at(20)).await.unwrap());
     // Again: the first time is kept.
     assert!(db.revoke_enrollment_secret("sec_a", at(30)).await.unwrap());
@@ -500,7 +501,7 @@ async fn an_enrollment_is_audited_with_it(backend: Backend) {
         db.enroll_device(&enrollment("sec_a", "s", "dev_1", "key_1"))
             .await
             .unwrap(),
-        Ok(())
+        Ok(Enrolled::New)
     );
     let refused = enrollment("sec_a", "wrong", "dev_2", "key_2");
     assert!(db.enroll_device(&refused).await.unwrap().is_err());
@@ -531,7 +532,7 @@ async fn enrollment_refuses_a_key_already_enrolled(backend: Backend) {
         db.enroll_device(&enrollment("sec_a", "a", "dev_1", "key_1"))
             .await
             .unwrap(),
-        Ok(())
+        Ok(Enrolled::New)
     );
     // The same key again, through another valid secret, as another device.
     let again = enrollment("sec_b", "b", "dev_2", "key_1");
@@ -543,6 +544,44 @@ async fn enrollment_refuses_a_key_already_enrolled(backend: Backend) {
     assert_eq!(db.device("dev_2").await.unwrap(), None);
     let key = db.device_key("key_1").await.unwrap().expect("first key");
     assert_eq!(key.device_id, "dev_1");
+}
+
+async fn a_repeated_enrollment_gets_its_device_back(backend: Backend) {
+    let db = fresh_store(backend).await;
+    // Single use: the retry must not be refused as "used up" by its own
+    // first, lost, success.
+    db.create_enrollment_secret(&secret("sec_a", "a", Some(1), None))
+        .await
+        .unwrap();
+    let first = enrollment("sec_a", "a", "dev_1", "key_1");
+    assert_eq!(db.enroll_device(&first).await.unwrap(), Ok(Enrolled::New));
+    // The agent retries with the same key and secret; the handler proposes
+    // a fresh device id each time.
+    let retry = enrollment("sec_a", "a", "dev_2", "key_1");
+    assert_eq!(
+        db.enroll_device(&retry).await.unwrap(),
+        Ok(Enrolled::Existing {
+            device_id: "dev_1".to_owned()
+        })
+    );
+    assert_eq!(secret_uses(&db, "sec_a").await, 1, "no second use counted");
+    assert_eq!(db.device("dev_2").await.unwrap(), None);
+    let log = db.audit_log(10).await.unwrap();
+    assert_eq!(log[0].action, "device.enroll_repeated", "{log:?}");
+    assert_eq!(log[0].target, "dev_1");
+
+    // The right key with a wrong secret is still refused.
+    let wrong = enrollment("sec_a", "not-a", "dev_3", "key_1");
+    assert_eq!(
+        db.enroll_device(&wrong).await.unwrap(),
+        Err(EnrollRefusal::WrongSecret)
+    );
+    // Once the device is revoked, its key enrolls no more.
+    assert!(db.revoke_device("dev_1", at(900)).await.unwrap());
+    assert_eq!(
+        db.enroll_device(&retry).await.unwrap(),
+        Err(EnrollRefusal::KeyAlreadyEnrolled)
+    );
 }
 
 async fn revocation_covers_the_device_and_its_keys(backend: Backend) {
@@ -1257,7 +1296,10 @@ async fn enrolled_as(store: &Store, name: &str, hostname: &str, enrolled: i64) -
     let mut request = enrollment(&secret_id, name, &device.id, &device.key_id);
     request.hostname = hostname.to_owned();
     request.at = at(enrolled);
-    assert_eq!(store.enroll_device(&request).await.expect("enroll"), Ok(()));
+    assert_eq!(
+        store.enroll_device(&request).await.expect("enroll"),
+        Ok(Enrolled::New)
+    );
     device
 }
 

@@ -38,7 +38,9 @@ pub async fn enroll(
         .bytes()
         .await
         .context("the collector's answer was cut off")?;
-    if status != reqwest::StatusCode::CREATED {
+    // 201: enrolled now; 200: this key was enrolled already (an earlier
+    // answer was lost), and the collector says which device it is.
+    if status != reqwest::StatusCode::CREATED && status != reqwest::StatusCode::OK {
         let reason = serde_json::from_slice::<ErrorBody>(&body)
             .map(|e| format!("{} ({})", e.message, e.error))
             .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());

@@ -2,11 +2,14 @@
 //! an enrollment secret; it gets a device id and the collector's
 //! policy-signing public key to pin.
 //!
-//! Answers: 201 enrolled; 400 malformed; 401 the proof of possession or the
-//! secret is wrong (one answer for every secret problem, so a caller learns
-//! nothing about which secrets exist); 409 the key is already enrolled; 422
+//! Answers: 201 enrolled; 200 the key was already enrolled through this same
+//! secret (a retry whose first answer was lost), with that same device; 400
+//! malformed; 401 the proof of possession or the secret is wrong (one answer
+//! for every secret problem, so a caller learns nothing about which secrets
+//! exist); 409 the key is enrolled through another secret, or revoked; 422
 //! `requested_at` outside the allowed clock skew; 429 too many failures from
-//! this address ([`super::failure_limit`]). The secret never reaches a log.
+//! this address ([`super::failure_limit`]; only 400 and 401 count). The
+//! secret never reaches a log.
 //!
 //! Every use of an existing secret is audited, never the secret's text: an
 //! enrollment as `device.enroll` (actor `secret:<id>`, target the new
@@ -37,7 +40,7 @@ use super::error::ApiError;
 use super::reports::body_refusal;
 use crate::app::AppState;
 use crate::secrets;
-use crate::store::{AuditEntry, EnrollDevice, EnrollRefusal};
+use crate::store::{AuditEntry, EnrollDevice, EnrollRefusal, Enrolled};
 
 pub async fn enroll(
     State(state): State<AppState>,
@@ -59,12 +62,16 @@ pub async fn enroll(
         Err(rejection) => Err(body_refusal(&rejection)),
     };
     match result {
-        Ok(response) => {
+        Ok((Enrolled::New, response)) => {
             state.metrics.enrollment("enrolled");
             (StatusCode::CREATED, Json(response)).into_response()
         }
+        Ok((Enrolled::Existing { .. }, response)) => {
+            state.metrics.enrollment("repeated");
+            (StatusCode::OK, Json(response)).into_response()
+        }
         Err(err) => {
-            if err.status.is_client_error() {
+            if counts_as_failure(err.status) {
                 state.enroll_guard.record_failure(peer.ip(), now);
             }
             state.metrics.enrollment(err.code);
@@ -73,11 +80,20 @@ pub async fn enroll(
     }
 }
 
+/// Whether a refusal counts towards the per-address limit: a request that
+/// is malformed or whose proof or secret is wrong. A key that is already
+/// enrolled (409), a clock off by too much (422) or a body too large (413)
+/// proves nothing about guessing secrets, and a laptop retrying one of them
+/// must not lock out every other laptop behind the same NAT address.
+fn counts_as_failure(status: StatusCode) -> bool {
+    matches!(status, StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED)
+}
+
 async fn enroll_device(
     state: &AppState,
     body: &[u8],
     peer: SocketAddr,
-) -> Result<EnrollResponse, ApiError> {
+) -> Result<(Enrolled, EnrollResponse), ApiError> {
     let envelope =
         Envelope::from_json(body, state.limits.max_body_bytes).map_err(|err| match err {
             VerifyError::TooLarge { .. } => {
@@ -136,8 +152,8 @@ async fn enroll_device(
         at: now,
         peer: peer.ip().to_string(),
     };
-    match state.store.enroll_device(&enrollment).await {
-        Ok(Ok(())) => {}
+    let enrolled = match state.store.enroll_device(&enrollment).await {
+        Ok(Ok(enrolled)) => enrolled,
         Ok(Err(refusal)) => {
             tracing::info!(secret_id = %presented.id, reason = refusal.as_str(), "enrollment refused");
             if refusal != EnrollRefusal::UnknownSecret {
@@ -153,14 +169,24 @@ async fn enroll_device(
             return Err(refused());
         }
         Err(err) => return Err(ApiError::internal("enrollment failed", &err)),
-    }
-    tracing::info!(device = %device_id, hostname = %request.host.hostname, "device enrolled");
+    };
+    let device_id = match &enrolled {
+        Enrolled::New => {
+            tracing::info!(device = %device_id, hostname = %request.host.hostname, "device enrolled");
+            device_id
+        }
+        Enrolled::Existing { device_id } => {
+            tracing::info!(device = %device_id, hostname = %request.host.hostname, "enrollment repeated with an enrolled key; same device");
+            device_id.clone()
+        }
+    };
     let policy_public = state.policy_key.verifying_key();
-    Ok(EnrollResponse {
+    let response = EnrollResponse {
         device_id: DeviceId::new(device_id),
         policy_public_key: verifying_key_to_base64(&policy_public),
         policy_key_id: KeyId::of(&policy_public),
-    })
+    };
+    Ok((enrolled, response))
 }
 
 /// Audits a refused use of an existing secret. The refusal stands whether

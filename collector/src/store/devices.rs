@@ -118,6 +118,17 @@ pub enum EnrollRefusal {
     KeyAlreadyEnrolled,
 }
 
+/// What an accepted enrollment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enrolled {
+    /// A new device, with the id the request proposed.
+    New,
+    /// The key was already enrolled through this same secret (the device's
+    /// first answer was lost): its existing device, unchanged, and no use of
+    /// the secret counted.
+    Existing { device_id: String },
+}
+
 impl EnrollRefusal {
     /// The reason as the audit log names it.
     pub fn as_str(self) -> &'static str {
@@ -129,6 +140,23 @@ impl EnrollRefusal {
             Self::SecretRevoked => "revoked",
             Self::KeyAlreadyEnrolled => "key_already_enrolled",
         }
+    }
+}
+
+/// The audit entry of an enrollment: actor the secret, target the device.
+fn enrollment_audit(request: &EnrollDevice, action: &str, device_id: &str) -> AuditEntry {
+    AuditEntry {
+        at: request.at,
+        actor: format!("secret:{}", request.secret_id),
+        action: action.to_owned(),
+        target: device_id.to_owned(),
+        details_json: serde_json::json!({
+            "secret_id": request.secret_id,
+            "hostname": request.hostname,
+            "key_id": request.key_id,
+            "peer": request.peer,
+        })
+        .to_string(),
     }
 }
 
@@ -276,10 +304,17 @@ impl Store {
     /// the audit entry `device.enroll` (actor `secret:<id>`, target the new
     /// device, with the hostname, key and caller's address), all in one
     /// transaction: an enrollment is never without its audit entry.
+    ///
+    /// Retry-safe: a key already enrolled through this same secret, with the
+    /// right secret, gets its existing device back ([`Enrolled::Existing`],
+    /// audited as `device.enroll_repeated`) whatever the secret's limits say
+    /// now, since its one use was that device's. An agent whose first answer
+    /// was lost retries with the same key and must not be stuck. The same
+    /// key through another secret, or a revoked key or device, is refused.
     pub async fn enroll_device(
         &self,
         request: &EnrollDevice,
-    ) -> Result<Result<(), EnrollRefusal>, StoreError> {
+    ) -> Result<Result<Enrolled, EnrollRefusal>, StoreError> {
         let dialect = self.pools.dialect();
         let mut tx = self.pools.begin_write().await?;
         // Locked (PostgreSQL): two enrollments on a single-use secret at once
@@ -302,18 +337,38 @@ impl Store {
                     expires_at: row.value("expires_at")?,
                     revoked_at: row.value("revoked_at")?,
                 };
-                let key_taken = stmt("SELECT 1 FROM device_keys WHERE key_id = $1")
-                    .bind(&request.key_id)
-                    .fetch_optional(&mut tx)
-                    .await?
-                    .is_some();
-                secret_refusal(
+                let limits_refusal = secret_refusal(
                     &request.presented_hash,
                     &stored_hash,
                     &limits,
                     to_millis(request.at),
+                );
+                let enrolled_key = stmt(
+                    "SELECT k.device_id, d.enrollment_secret_id, \
+                            COALESCE(k.revoked_at, d.revoked_at) AS revoked_at \
+                     FROM device_keys k JOIN devices d ON d.id = k.device_id \
+                     WHERE k.key_id = $1",
                 )
-                .or(key_taken.then_some(EnrollRefusal::KeyAlreadyEnrolled))
+                .bind(&request.key_id)
+                .fetch_optional(&mut tx)
+                .await?;
+                match (limits_refusal, enrolled_key) {
+                    (Some(EnrollRefusal::WrongSecret), _) => Some(EnrollRefusal::WrongSecret),
+                    (_, Some(row)) => {
+                        let device_id: String = row.value("device_id")?;
+                        let secret_id: String = row.value("enrollment_secret_id")?;
+                        let revoked_at: Option<i64> = row.value("revoked_at")?;
+                        if secret_id == request.secret_id && revoked_at.is_none() {
+                            let audit =
+                                enrollment_audit(request, "device.enroll_repeated", &device_id);
+                            super::policy::audit_insert(&audit).execute(&mut tx).await?;
+                            tx.commit().await?;
+                            return Ok(Ok(Enrolled::Existing { device_id }));
+                        }
+                        Some(EnrollRefusal::KeyAlreadyEnrolled)
+                    }
+                    (refusal, None) => refusal,
+                }
             }
         };
         if let Some(refusal) = refusal {
@@ -361,22 +416,10 @@ impl Store {
             tx.rollback().await?;
             return Ok(Err(EnrollRefusal::KeyAlreadyEnrolled));
         }
-        let audit = AuditEntry {
-            at: request.at,
-            actor: format!("secret:{}", request.secret_id),
-            action: "device.enroll".to_owned(),
-            target: request.device_id.clone(),
-            details_json: serde_json::json!({
-                "secret_id": request.secret_id,
-                "hostname": request.hostname,
-                "key_id": request.key_id,
-                "peer": request.peer,
-            })
-            .to_string(),
-        };
+        let audit = enrollment_audit(request, "device.enroll", &request.device_id);
         super::policy::audit_insert(&audit).execute(&mut tx).await?;
         tx.commit().await?;
-        Ok(Ok(()))
+        Ok(Ok(Enrolled::New))
     }
 
     pub async fn device_key(&self, key_id: &str) -> Result<Option<DeviceKeyRecord>, StoreError> {

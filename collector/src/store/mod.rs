@@ -57,7 +57,7 @@ pub use access::{
     StoredAdminUser, StoredApiToken,
 };
 pub use devices::{
-    DeviceKeyRecord, DeviceRecord, EnrollDevice, EnrollRefusal, EnrollmentSecretInfo,
+    DeviceKeyRecord, DeviceRecord, EnrollDevice, EnrollRefusal, Enrolled, EnrollmentSecretInfo,
     LatestVerdict, NewEnrollmentSecret, SecretState,
 };
 pub use fleet::{

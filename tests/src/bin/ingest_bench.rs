@@ -601,14 +601,14 @@ async fn store_limit(url: &str, args: &Args) -> anyhow::Result<StoreResult> {
 async fn finish_one_enrollment(
     enrolling: &mut tokio::task::JoinSet<
         Result<
-            Result<(), palisade_collector::store::EnrollRefusal>,
+            Result<palisade_collector::store::Enrolled, palisade_collector::store::EnrollRefusal>,
             palisade_collector::store::StoreError,
         >,
     >,
 ) -> anyhow::Result<()> {
     if let Some(joined) = enrolling.join_next().await {
         match joined?? {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(refusal) => bail!("the store refused an enrollment: {refusal:?}"),
         }
     }
