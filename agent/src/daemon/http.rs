@@ -62,9 +62,10 @@ pub fn client_with(
         CollectorTrust::CaFile(path) => {
             let pem = std::fs::read(path)
                 .with_context(|| format!("cannot read ca_file {}", path.display()))?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
-                format!("ca_file {} holds no valid PEM certificate", path.display())
-            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|certificates| !certificates.is_empty())
+                .with_context(|| format!("ca_file {} holds no PEM certificate", path.display()))?;
             // Only the configured CA: a collector's private CA should not be
             // mixed with every public one.
             builder = builder.tls_built_in_root_certs(false);
@@ -75,4 +76,33 @@ pub fn client_with(
         CollectorTrust::SystemRoots => builder = builder.tls_built_in_native_certs(true),
     }
     builder.build().context("cannot build the HTTPS client")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+    use super::*;
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeout = Duration::from_secs(1);
+        for (name, text) in [
+            ("empty.pem", ""),
+            (
+                "key-only.pem",
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            ),
+            ("prose.pem", "not a certificate at all\n"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let err = client_with(CollectorTrust::CaFile(&path), timeout, timeout).unwrap_err();
+            assert_eq!(
+                format!("{err:#}"),
+                format!("ca_file {} holds no PEM certificate", path.display()),
+                "{name}"
+            );
+        }
+    }
 }
