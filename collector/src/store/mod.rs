@@ -82,6 +82,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot reach PostgreSQL at {server}: {reason}")]
+    Unreachable { server: String, reason: String },
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     #[error("stored data is inconsistent: {0}")]

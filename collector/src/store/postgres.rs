@@ -22,8 +22,9 @@
 
 use std::str::FromStr;
 
+use sqlx::Connection as _;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::batch_plan::{BatchPlan, VerdictUpsert};
@@ -40,6 +41,10 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 /// operator's `psql`.
 const MAX_CONNECTIONS: u32 = 10;
 
+/// How long the first connection at start may take before the collector
+/// says the server cannot be reached.
+const FIRST_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Connects to `url` (`postgres://…`) and runs the migrations. sqlx takes an
 /// advisory lock around them, so collectors starting together migrate once.
 pub(super) async fn open(url: &str) -> Result<Pools, StoreError> {
@@ -47,6 +52,25 @@ pub(super) async fn open(url: &str) -> Result<Pools, StoreError> {
     // durable. A server configured with `synchronous_commit = off` would
     // silently break that promise, so every session asks for it.
     let options = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
+    // One connection first, bounded: the pool would retry a refused or
+    // unanswered connection for its whole acquire timeout and then say only
+    // "pool timed out". A server that cannot be reached at start is said at
+    // once, with where it was looked for.
+    let unreachable = |reason: String| StoreError::Unreachable {
+        server: format!("{}:{}", options.get_host(), options.get_port()),
+        reason,
+    };
+    match tokio::time::timeout(FIRST_CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+        Ok(Ok(connection)) => connection.close().await?,
+        Ok(Err(sqlx::Error::Io(err))) => return Err(unreachable(err.to_string())),
+        Ok(Err(err)) => return Err(err.into()),
+        Err(_) => {
+            return Err(unreachable(format!(
+                "no answer within {} s",
+                FIRST_CONNECT_TIMEOUT.as_secs()
+            )));
+        }
+    }
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .connect_with(options)
