@@ -27,7 +27,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    SqliteTransactionManager,
+};
+use sqlx::{Connection as _, TransactionManager as _};
 use sqlx::{Sqlite, Transaction};
 
 use super::batch_plan::BatchPlan;
@@ -68,6 +72,19 @@ pub(super) async fn open(url: &str) -> Result<Pools, StoreError> {
         .min_connections(1)
         .idle_timeout(None)
         .max_lifetime(None)
+        // A COMMIT that fails on a full disk can leave the connection
+        // counting a transaction SQLite has already rolled back (the
+        // rollback sqlx queues then fails too), and every later BEGIN is
+        // refused: "begin_with at non-zero transaction depth", until a
+        // restart. So a connection that comes back still inside a
+        // transaction, once the queued rollback has run (the ping flushes
+        // it), is closed, and the pool opens a fresh one when space returns.
+        .after_release(|connection, _| {
+            Box::pin(async move {
+                connection.ping().await?;
+                Ok(SqliteTransactionManager::get_transaction_depth(connection) == 0)
+            })
+        })
         .connect_with(options.clone())
         .await?;
     MIGRATOR.run(&writer).await?;

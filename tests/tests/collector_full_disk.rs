@@ -1,0 +1,125 @@
+//! The SQLite collector on a disk that fills up and then gets room again:
+//! while writes fail, reports are answered with an error (never a 2xx), and
+//! once space returns the same process stores reports again, without a
+//! restart. The disk is a real 4 MiB tmpfs mounted for the test (this needs
+//! root, which tests/run has), filled with a file and then emptied.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use palisade_tests::collector::RunningCollector;
+use palisade_tests::device::SimulatedDevice;
+use palisade_tests::run;
+
+/// A tmpfs of `size`, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = run(
+            Path::new("/bin/mount"),
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                dir.path().to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(mounted.exit_code, Some(0), "{}", mounted.dump());
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the disk is full; returns it.
+    fn fill(&self) -> PathBuf {
+        let filler = self.path().join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(err) => {
+                    assert_eq!(err.raw_os_error(), Some(28), "not ENOSPC: {err}");
+                    break;
+                }
+            }
+        }
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = run(
+            Path::new("/bin/umount"),
+            &["-l", self.path().to_str().unwrap()],
+            &[],
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_reports_and_the_collector_recovers_when_space_returns() {
+    let disk = SmallDisk::mount("4m");
+    let collector = RunningCollector::start(&disk.path().join("state"), None);
+    let client = collector.client();
+    let secret = collector.create_secret(&[]);
+    let mut device = SimulatedDevice::new("full-disk");
+    let enrolled = client
+        .post(format!("{}/api/v1/enroll", collector.url))
+        .body(device.enroll_envelope(&secret, Utc::now()).to_json())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enrolled.status(), 201);
+    let body: serde_json::Value = enrolled.json().await.unwrap();
+    device.device_id = Some(body["device_id"].as_str().unwrap().to_owned());
+
+    let reports = format!("{}/api/v1/reports", collector.url);
+    let send = async |device: &mut SimulatedDevice| {
+        client
+            .post(&reports)
+            .body(device.next_envelope().to_json())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert!(
+        send(&mut device).await.is_success(),
+        "before the disk fills"
+    );
+
+    let filler = disk.fill();
+    // A real agent keeps a refused report in its spool and sends it again;
+    // this device simply moves on to its next sequence each time.
+    for _ in 0..5 {
+        let status = send(&mut device).await;
+        assert!(
+            !status.is_success(),
+            "a report was acknowledged on a full disk: {status}"
+        );
+    }
+
+    // Before the fix, every write after the first failed commit failed with
+    // "begin_with at non-zero transaction depth" until a restart.
+    std::fs::remove_file(filler).unwrap();
+    let status = send(&mut device).await;
+    assert!(
+        status.is_success(),
+        "space is back but the report was refused: {status}\n{}",
+        collector.log()
+    );
+}
