@@ -19,6 +19,8 @@ use crate::web::lockout::UnknownUserGuard;
 pub struct AppState {
     pub store: Store,
     pub batcher: Batcher,
+    /// Whether the report writer's latest commit failed (`/healthz`).
+    pub write_health: Arc<crate::ingest::health::WriteHealth>,
     pub policy_key: Arc<SigningKey>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub limits: Limits,

@@ -29,6 +29,7 @@ pub struct Metrics {
     api_token_refusals: Family<Labels, Counter>,
     ingest_seconds: Histogram,
     devices: Family<Labels, Gauge>,
+    store_write_failures: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -45,6 +46,7 @@ impl Default for Metrics {
         let enrollments = Family::<Labels, Counter>::default();
         let api_token_refusals = Family::<Labels, Counter>::default();
         let devices = Family::<Labels, Gauge>::default();
+        let store_write_failures = Counter::default();
         // 0.5 ms to ~16 s in 16 doublings: a verified single-report commit
         // on SQLite is a few ms; anything past seconds is an outage.
         let ingest_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
@@ -79,6 +81,11 @@ impl Default for Metrics {
              devices count only as revoked",
             devices.clone(),
         );
+        registry.register(
+            "palisade_store_write_failures",
+            "Report batches whose commit failed (a full disk, a lost database)",
+            store_write_failures.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             reports_accepted,
@@ -87,11 +94,18 @@ impl Default for Metrics {
             api_token_refusals,
             ingest_seconds,
             devices,
+            store_write_failures,
         }
     }
 }
 
 impl Metrics {
+    /// The counter the report writer's [`crate::ingest::health::WriteHealth`]
+    /// counts failed commits into.
+    pub fn store_write_failures(&self) -> Counter {
+        self.store_write_failures.clone()
+    }
+
     pub fn report_accepted(&self, outcome: &'static str) {
         self.reports_accepted
             .get_or_create(&vec![("outcome", outcome)])

@@ -1539,12 +1539,13 @@ async fn every_admin_action_is_audited(backend: Backend) {
 }
 
 /// Every route the collector answers, by (method, path).
-const EXPECTED_ROUTES: [(&str, &str); 20] = [
+const EXPECTED_ROUTES: [(&str, &str); 21] = [
     ("post", "/api/v1/enroll"),
     ("post", "/api/v1/reports"),
     ("get", "/api/v1/policy"),
     ("get", "/metrics"),
     ("get", "/healthz"),
+    ("get", "/readyz"),
     ("get", "/api/v1/openapi.json"),
     ("get", "/api/v1/devices"),
     ("get", "/api/v1/devices.csv"),

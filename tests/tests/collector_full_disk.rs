@@ -1,7 +1,8 @@
 //! The SQLite collector on a disk that fills up and then gets room again:
-//! while writes fail, reports are answered with an error (never a 2xx), and
-//! once space returns the same process stores reports again, without a
-//! restart. The disk is a real 4 MiB tmpfs mounted for the test (this needs
+//! while writes fail, reports are answered with an error (never a 2xx),
+//! `/healthz` and `/readyz` answer 503 and the metrics count the failed
+//! commits; once space returns the same process stores reports again,
+//! without a restart, and is healthy again. The disk is a real 4 MiB tmpfs mounted for the test (this needs
 //! root, which tests/run has), filled with a file and then emptied.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
@@ -101,6 +102,17 @@ async fn a_full_disk_refuses_reports_and_the_collector_recovers_when_space_retur
         send(&mut device).await.is_success(),
         "before the disk fills"
     );
+    let get = async |path: &str| {
+        let response = client
+            .get(format!("{}{path}", collector.url))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(get(path).await, (200, "ok\n".to_owned()), "{path}");
+    }
 
     let filler = disk.fill();
     // A real agent keeps a refused report in its spool and sends it again;
@@ -113,6 +125,20 @@ async fn a_full_disk_refuses_reports_and_the_collector_recovers_when_space_retur
         );
     }
 
+    for path in ["/healthz", "/readyz"] {
+        let (status, body) = get(path).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert!(
+            body.starts_with("unhealthy: the database has refused writes since "),
+            "{path}: {body}"
+        );
+    }
+    let (_, metrics) = get("/metrics").await;
+    assert!(
+        metrics.contains("palisade_store_write_failures_total 5"),
+        "{metrics}"
+    );
+
     // Before the fix, every write after the first failed commit failed with
     // "begin_with at non-zero transaction depth" until a restart.
     std::fs::remove_file(filler).unwrap();
@@ -122,4 +148,7 @@ async fn a_full_disk_refuses_reports_and_the_collector_recovers_when_space_retur
         "space is back but the report was refused: {status}\n{}",
         collector.log()
     );
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(get(path).await, (200, "ok\n".to_owned()), "{path}");
+    }
 }

@@ -60,13 +60,18 @@ pub(super) async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
         "https"
     };
 
-    let (batcher, writer) = Batcher::start(store.clone());
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let write_health = Arc::new(crate::ingest::health::WriteHealth::new(
+        metrics.store_write_failures(),
+    ));
+    let (batcher, writer) = Batcher::start(store.clone(), write_health.clone());
     let retention = spawn_retention(store.clone(), config.retention_days);
     let app_state = AppState {
         store,
         batcher,
+        write_health,
         policy_key: Arc::new(policy_key),
-        metrics: Arc::default(),
+        metrics,
         limits: Limits {
             max_body_bytes: config.max_body_bytes,
             clock_skew_seconds: config.clock_skew_seconds,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::health::WriteHealth;
 use crate::store::{IncomingReport, Store, StoreError, StoreOutcome};
 
 /// The most reports in one transaction. 256 reports of ~4 KiB is about 1 MiB
@@ -43,9 +44,10 @@ pub enum SubmitError {
 impl Batcher {
     /// Starts the writer task. It ends when every `Batcher` clone is dropped
     /// and the queue is drained.
-    pub fn start(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Each commit's outcome goes to `health`.
+    pub fn start(store: Store, health: Arc<WriteHealth>) -> (Self, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let writer = tokio::spawn(write_batches(store, receiver));
+        let writer = tokio::spawn(write_batches(store, health, receiver));
         (Self { sender }, writer)
     }
 
@@ -66,6 +68,7 @@ impl Batcher {
 
 async fn write_batches(
     store: Store,
+    health: Arc<WriteHealth>,
     mut receiver: mpsc::Receiver<(IncomingReport, oneshot::Sender<Answer>)>,
 ) {
     let mut reports = Vec::with_capacity(MAX_BATCH);
@@ -85,6 +88,7 @@ async fn write_batches(
         let result = store.store_reports(&reports).await;
         match result {
             Ok(outcomes) if outcomes.len() == answers.len() => {
+                health.succeeded();
                 for (answer, outcome) in answers.drain(..).zip(outcomes) {
                     let _ = answer.send(Ok(outcome));
                 }
@@ -101,6 +105,7 @@ async fn write_batches(
                 }
             }
             Err(err) => {
+                health.failed(&err, chrono::Utc::now());
                 tracing::error!(error = %err, batch = reports.len(), "report batch failed to commit");
                 let err = Arc::new(err);
                 for answer in answers.drain(..) {

@@ -3,3 +3,4 @@
 //! inside the transaction that writes each batch.
 
 pub mod batcher;
+pub mod health;

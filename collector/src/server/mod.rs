@@ -6,7 +6,7 @@
 //!
 //! Endpoints (PROTOCOL.md §6): the agent's `POST /api/v1/enroll`,
 //! `POST /api/v1/reports` and `GET /api/v1/policy`; `GET /metrics`,
-//! `GET /healthz`; and the admin API in [`admin`] (devices, summary, policy,
+//! `GET /healthz` and `GET /readyz`; and the admin API in [`admin`] (devices, summary, policy,
 //! secrets, exceptions, audit, CSV, and the OpenAPI document). Handlers live
 //! in one module each; none of them touches the database except through
 //! [`crate::store`], and changes that the command line and the dashboard
@@ -30,8 +30,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 
 use crate::app::AppState;
 
@@ -59,6 +60,7 @@ routes! {
     get "/api/v1/policy" => policy::get_policy,
     get "/metrics" => metrics::render,
     get "/healthz" => healthz,
+    get "/readyz" => readyz,
     get "/api/v1/openapi.json" => admin::openapi::document,
     get "/api/v1/devices" => admin::devices::list,
     get "/api/v1/devices.csv" => admin::devices_csv::export_csv,
@@ -87,15 +89,52 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Liveness: the collector is serving.
+/// Health: the collector is serving and its database takes writes. While
+/// the report writer's latest commit failed (a full disk, a lost database)
+/// the answer is 503, so a monitor sees the outage the devices see; the
+/// error itself is in the collector's log, not in this public answer.
 #[utoipa::path(
     get,
     path = "/healthz",
     tag = "operations",
-    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String))
+    responses(
+        (status = 200, description = "`ok`", content_type = "text/plain", body = String),
+        (status = 503, description = "the database refuses writes", content_type = "text/plain", body = String)
+    )
 )]
-pub async fn healthz() -> &'static str {
-    "ok\n"
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    write_state(&state)
+}
+
+/// Readiness for a load balancer: the same test as `/healthz` (a collector
+/// that cannot store reports must not be sent devices).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`ok`", content_type = "text/plain", body = String),
+        (status = 503, description = "the database refuses writes", content_type = "text/plain", body = String)
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    write_state(&state)
+}
+
+fn write_state(state: &AppState) -> Response {
+    match state.write_health.failing() {
+        None => "ok\n".into_response(),
+        Some(failure) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "unhealthy: the database has refused writes since {} (see the collector's log)\n",
+                failure
+                    .since
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        )
+            .into_response(),
+    }
 }
 
 /// Any path no route serves: 404 `not_found`, as an `ErrorBody`.

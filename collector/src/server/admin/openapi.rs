@@ -43,6 +43,7 @@ use super::bodies::{
         policy_endpoint,
         crate::server::metrics::render,
         crate::server::healthz,
+        crate::server::readyz,
         document,
         super::devices::list,
         super::devices_csv::export_csv,
@@ -344,6 +345,7 @@ mod tests {
             "/api/v1/policy",
             "/metrics",
             "/healthz",
+            "/readyz",
             "/api/v1/openapi.json",
         ];
         for (path, item) in document["paths"].as_object().expect("paths") {
