@@ -152,12 +152,11 @@ impl RunningCollector {
         finished.stdout.trim().to_owned()
     }
 
-    /// The one device's detail from the admin API, asserting there is only
-    /// one (`GET /api/v1/devices/{id}`),
-    /// read with a viewer token made for it.
+    /// The detail of the collector's one device (`GET /api/v1/devices/{id}`),
+    /// asserting that exactly one is listed; read with a viewer token made
+    /// for it.
     pub fn only_device(&self) -> serde_json::Value {
-        let collector = self;
-        let made = collector.cli(&["token", "create", "--role", "viewer", "--label", "test"]);
+        let made = self.cli(&["token", "create", "--role", "viewer", "--label", "test"]);
         assert_eq!(made.exit_code, Some(0), "{}", made.dump());
         let token = made.stdout.trim().to_owned();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -165,10 +164,10 @@ impl RunningCollector {
             .build()
             .unwrap_or_else(|err| panic!("no runtime: {err}"));
         runtime.block_on(async {
-            let client = collector.client();
+            let client = self.client();
             let get = |path: String| {
                 let request = client
-                    .get(format!("{}{path}", collector.url))
+                    .get(format!("{}{path}", self.url))
                     .bearer_auth(&token);
                 async move {
                     let response = request
@@ -195,6 +194,16 @@ impl RunningCollector {
                 .to_owned();
             get(format!("/api/v1/devices/{id}")).await
         })
+    }
+
+    /// The CA pin `palisade-collector installers` prints: that of the last
+    /// certificate of the chain this collector serves.
+    pub fn served_pin(&self) -> palisade_shared::pin::CaPin {
+        let path = self.state_dir.join("tls/cert.pem");
+        let pem = std::fs::read(&path)
+            .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
+        palisade_collector::installers::pin_of_last_certificate(&pem)
+            .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
     }
 
     /// SIGKILL: no chance to finish anything.

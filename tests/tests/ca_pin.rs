@@ -14,14 +14,12 @@ use std::path::Path;
 use palisade_shared::pin::CaPin;
 use palisade_tests::agent;
 use palisade_tests::collector::RunningCollector;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
 
 #[test]
 fn a_pin_of_the_collectors_own_key_enrolls() {
     let collector_dir = tempfile::tempdir().unwrap();
     let collector = RunningCollector::start(collector_dir.path(), None);
-    let pin = pin_of_last_certificate(&collector_dir.path().join("tls/cert.pem"));
+    let pin = collector.served_pin();
 
     let enrolled = enroll_with_pin(&collector, &pin);
     assert_eq!(enrolled.exit_code, Some(0), "{}", enrolled.dump());
@@ -97,14 +95,6 @@ fn enroll_with_pin(collector: &RunningCollector, pin: &CaPin) -> palisade_tests:
         "--secret",
         &secret,
     ])
-}
-
-fn pin_of_last_certificate(pem_file: &Path) -> CaPin {
-    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pem_file)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    CaPin::of_certificate(certificates.last().expect("a certificate")).unwrap()
 }
 
 /// A CA and a collector certificate it signed for `host`.

@@ -10,7 +10,7 @@
 //! found through `PALISADE_TEST_MSI`.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use palisade_shared::pin::CaPin;
@@ -18,8 +18,6 @@ use palisade_tests::collector::RunningCollector;
 use palisade_tests::files_containing;
 use palisade_tests::log_watch::LogWatch;
 use palisade_tests::wine::{WinePrefix, windows_path};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
 
 /// Install, service start, a first check cycle under Wine, enrollment and a
 /// delivery: well under a minute; the deadline only matters when broken.
@@ -89,7 +87,7 @@ fn install() -> Installed {
     let pin: CaPin = quoted_value(line, "CA_PIN").parse().unwrap();
     assert_eq!(
         pin,
-        pin_of(&collector_dir.path().join("tls/cert.pem")),
+        collector.served_pin(),
         "the printed pin is the served certificate's"
     );
     let msi_name = format!("palisade-agent-{}-x64.msi", env!("CARGO_PKG_VERSION"));
@@ -219,14 +217,4 @@ fn quoted_value(line: &str, name: &str) -> String {
         + 2;
     let length = line[start..].find('"').unwrap();
     line[start..start + length].to_owned()
-}
-
-/// The pin of the last certificate in a PEM chain, as
-/// `palisade-collector installers` prints it.
-fn pin_of(pem_file: &Path) -> CaPin {
-    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pem_file)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    CaPin::of_certificate(certificates.last().unwrap()).unwrap()
 }

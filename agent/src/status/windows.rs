@@ -157,6 +157,13 @@ async fn wait_for_hang_up(mut client: NamedPipeServer, options: &ServeOptions) {
     let _ = tokio::time::timeout(options.write_timeout, drained).await;
 }
 
+/// How long a client waits before trying a busy pipe again. Not a
+/// synchronisation sleep: ERROR_PIPE_BUSY has no event to wait on (tokio's
+/// named-pipe client documents the same retry loop), and the server makes
+/// its next instance at once, so one short pause is almost always enough;
+/// `QUERY_TIMEOUT` bounds the whole loop.
+const PIPE_BUSY_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
 pub(super) async fn exchange(path: &Path, request: Request) -> Result<Response, StatusError> {
     let name = path.as_os_str();
     let deadline = tokio::time::Instant::now() + QUERY_TIMEOUT;
@@ -173,7 +180,7 @@ pub(super) async fn exchange(path: &Path, request: Request) -> Result<Response, 
                         source: err,
                     });
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                tokio::time::sleep(PIPE_BUSY_RETRY).await;
             }
             Err(err) => {
                 let path = path.to_owned();
