@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use palisade_agent::cli::{self, Cli, Command, exit};
+use palisade_shared::error_text::describe;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
     match try_main(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("palisade-agent: {err:#}");
+            eprintln!("palisade-agent: {}", describe(&*err));
             ExitCode::from(exit::USAGE)
         }
     }

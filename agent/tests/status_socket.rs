@@ -83,6 +83,7 @@ fn sample_status() -> AgentStatus {
             pending_reports: 1,
             pending_bytes: 2048,
             oldest_pending_sequence: Some(12),
+            ..SpoolStatus::default()
         },
         delivery: DeliveryStatus::default(),
     }

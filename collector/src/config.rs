@@ -41,6 +41,9 @@ pub struct CollectorConfig {
     pub listen: SocketAddr,
     pub state_dir: PathBuf,
     pub database_url: String,
+    /// Where `database_url` was set, for messages: `--database-url`,
+    /// `database_url in FILE`, or the default.
+    pub database_url_from: String,
     pub tls: TlsSetting,
     pub max_body_bytes: usize,
     pub clock_skew_seconds: u32,
@@ -170,11 +173,15 @@ impl<'de> Deserialize<'de> for FileConfig {
 impl CollectorConfig {
     /// Reads the file (if any) and applies the flags.
     pub fn load(overrides: &Overrides) -> anyhow::Result<Self> {
-        let file = match &overrides.config {
-            Some(path) => read_file(path)?,
+        let file_path = match &overrides.config {
+            Some(path) => Some(path.clone()),
             None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
-                read_file(Path::new(DEFAULT_CONFIG_PATH))?
+                Some(PathBuf::from(DEFAULT_CONFIG_PATH))
             }
+            None => None,
+        };
+        let file = match &file_path {
+            Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
         let listen = match overrides.listen.or(file.listen) {
@@ -186,11 +193,19 @@ impl CollectorConfig {
             .clone()
             .or(file.state_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
-        let database_url = overrides
-            .database_url
-            .clone()
-            .or(file.database_url)
-            .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("collector.db").display()));
+        let (database_url, database_url_from) = match (&overrides.database_url, file.database_url) {
+            (Some(url), _) => (url.clone(), "--database-url".to_owned()),
+            (None, Some(url)) => {
+                let file = file_path
+                    .as_deref()
+                    .unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+                (url, format!("database_url in {}", file.display()))
+            }
+            (None, None) => (
+                format!("sqlite://{}", state_dir.join("collector.db").display()),
+                "the default: collector.db in the state directory".to_owned(),
+            ),
+        };
         let tls = match (file.cert_file, file.key_file, overrides.self_signed_tls) {
             (_, _, true) => TlsSetting::SelfSigned,
             (Some(cert_file), Some(key_file), false) => TlsSetting::Files {
@@ -210,6 +225,7 @@ impl CollectorConfig {
             listen,
             state_dir,
             database_url,
+            database_url_from,
             tls,
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             clock_skew_seconds: file

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use palisade_collector::cli::{self, Cli, LogFormat};
+use palisade_shared::error_text::describe;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("palisade-collector: {err:#}");
+            eprintln!("palisade-collector: {}", describe(&*err));
             ExitCode::FAILURE
         }
     }

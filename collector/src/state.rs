@@ -16,6 +16,12 @@ use ed25519_dalek::SigningKey;
 pub const POLICY_KEY_FILE: &str = "policy-signing.key";
 pub const TLS_DIR: &str = "tls";
 
+/// Whether the policy-signing key is there: the collector has served from
+/// `state_dir` before.
+pub fn has_policy_key(state_dir: &Path) -> bool {
+    state_dir.join(POLICY_KEY_FILE).exists()
+}
+
 /// Loads the policy-signing key, making it on first start.
 pub fn load_or_create_policy_key(state_dir: &Path) -> anyhow::Result<SigningKey> {
     let path = state_dir.join(POLICY_KEY_FILE);

@@ -10,6 +10,7 @@
 
 pub mod diagnostics;
 pub mod envelope;
+pub mod error_text;
 pub mod ids;
 pub mod pin;
 pub mod policy;

@@ -201,6 +201,9 @@ pub enum EventKind {
     AgentStarted,
     /// The spool was full and the oldest reports were dropped; `details.count`.
     SpoolDropped,
+    /// Check cycles whose report could not be written (a full or failing
+    /// disk): `details.count`, and `details.since`, when the first was.
+    CyclesUnrecorded,
     UsbDeviceBlocked,
     PolicyApplied,
     /// A policy failed verification and was refused; the last good one stays.

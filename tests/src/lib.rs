@@ -14,6 +14,7 @@ pub mod device;
 pub mod fleet;
 pub mod log_watch;
 pub mod module_graph;
+pub mod small_disk;
 pub mod wine;
 
 use std::path::{Path, PathBuf};

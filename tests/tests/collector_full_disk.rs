@@ -6,70 +6,10 @@
 //! root, which tests/run has), filled with a file and then emptied.
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-
 use chrono::Utc;
 use palisade_tests::collector::RunningCollector;
 use palisade_tests::device::SimulatedDevice;
-use palisade_tests::run;
-
-/// A tmpfs of `size`, unmounted when dropped.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mounted = run(
-            Path::new("/bin/mount"),
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                dir.path().to_str().unwrap(),
-            ],
-            &[],
-        );
-        assert_eq!(mounted.exit_code, Some(0), "{}", mounted.dump());
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Writes a file until the disk is full; returns it.
-    fn fill(&self) -> PathBuf {
-        let filler = self.path().join("filler");
-        let mut file = std::fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 64 * 1024];
-        loop {
-            match file.write(&block) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(err) => {
-                    assert_eq!(err.raw_os_error(), Some(28), "not ENOSPC: {err}");
-                    break;
-                }
-            }
-        }
-        filler
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = run(
-            Path::new("/bin/umount"),
-            &["-l", self.path().to_str().unwrap()],
-            &[],
-        );
-    }
-}
+use palisade_tests::small_disk::SmallDisk;
 
 #[tokio::test]
 async fn a_full_disk_refuses_reports_and_the_collector_recovers_when_space_returns() {

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use clap::Parser;
 use palisade_agent::cli::log_file::open_log;
 use palisade_agent::cli::{exit, nudge};
+use palisade_shared::error_text::describe;
 
 /// Shows desktop notifications for the failing rules the daemon reports.
 #[derive(Debug, Parser)]
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
         None => logger.with_writer(std::io::stderr).init(),
     }
     if let Some(err) = log_problem {
-        tracing::warn!(target: "palisade_agent::nudge", error = %format!("{err:#}"), "logging to stderr instead");
+        tracing::warn!(target: "palisade_agent::nudge", error = %describe(&*err), "logging to stderr instead");
     }
     let outcome = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -61,8 +62,8 @@ fn main() -> ExitCode {
         Err(err) => {
             // Under the library's target, so `PALISADE_LOG=palisade_agent=…`
             // filters it with the rest of the helper's lines.
-            tracing::error!(target: "palisade_agent::nudge", error = %format!("{err:#}"), "palisade-nudge stopped");
-            eprintln!("palisade-nudge: {err:#}");
+            tracing::error!(target: "palisade_agent::nudge", error = %describe(&*err), "palisade-nudge stopped");
+            eprintln!("palisade-nudge: {}", describe(&*err));
             ExitCode::from(exit::USAGE)
         }
     }

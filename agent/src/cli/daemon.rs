@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use palisade_shared::envelope::{Envelope, REPORT_PAYLOAD_TYPE};
+use palisade_shared::error_text::describe;
 
 use crate::config::{AgentConfig, CollectorUrl, ConfigSource, EnrollSecret};
 use crate::daemon;
@@ -185,7 +186,7 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<u8> {
         (None, Ok(config)) => config.socket_path,
         (None, Err(err)) => {
             let socket = crate::config::default_socket_path();
-            tracing::warn!(error = %format!("{err:#}"), socket = %socket.display(), "cannot read the config; trying the default socket");
+            tracing::warn!(error = %describe(&*err), socket = %socket.display(), "cannot read the config; trying the default socket");
             socket
         }
     };

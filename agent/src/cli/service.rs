@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use palisade_shared::error_text::describe;
 use tokio::sync::Notify;
 use windows_service::service::{
     ServiceControl, ServiceControlAccept, ServiceExitCode, ServiceState, ServiceStatus, ServiceType,
@@ -133,7 +134,7 @@ fn service_main(_start_arguments: Vec<OsString>) {
     let exit_code = match serve(invocation, status, stop) {
         Ok(()) => ServiceExitCode::Win32(0),
         Err(failure) => {
-            tracing::error!(error = %format!("{:#}", failure.error), "the service stopped with an error");
+            tracing::error!(error = %describe(&*failure.error), "the service stopped with an error");
             ServiceExitCode::ServiceSpecific(failure.code)
         }
     };

@@ -1,14 +1,19 @@
 //! One check cycle of the daemon: run the rules, stamp failures with their
 //! deadlines, fill a report, link it into the chain, sign it and write it to
-//! the spool — all before anything is
-//! sent, so a crash after this returns can never lose the report.
+//! the spool — all before anything is sent, so a crash after this returns
+//! can never lose the report.
+//!
+//! A report the spool cannot write (a full disk) does not stop the cycle:
+//! its verdicts still go to the status board, and so to the nudge, the
+//! spool counts the cycle for the next report to tell the collector, and
+//! the events it carried wait for that report.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context as _;
 use chrono::Utc;
 use palisade_shared::envelope::{Envelope, REPORT_PAYLOAD_TYPE};
+use palisade_shared::error_text::describe;
 use palisade_shared::report::{CheckResult, CheckStatus, Event};
 use palisade_shared::{DeviceId, Policy};
 
@@ -16,14 +21,18 @@ use super::deadlines::Deadlines;
 use crate::checks::run_checks;
 use crate::enforce::{EnforceContext, enforce_failing};
 use crate::identity::Identity;
-use crate::spool::Spool;
+use crate::spool::{Spool, SpoolError};
 use crate::status::StatusBoard;
 use crate::sys::Host;
 
 /// What a cycle produced.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CycleOutcome {
-    pub sequence: u64,
+    /// The spooled report's sequence, or why it could not be written (the
+    /// spool has counted the cycle as unrecorded).
+    pub spooled: Result<u64, SpoolError>,
+    /// The events of a report that could not be written, for the next.
+    pub unsent_events: Vec<Event>,
     pub failing: Vec<String>,
     /// The verdicts, for the status socket.
     pub results: Vec<CheckResult>,
@@ -46,7 +55,9 @@ pub struct CycleInputs<'a> {
 
 /// Runs every rule, lets the enforcers fix what the policy says to enforce
 /// (the re-check's verdict is what gets reported), stamps deadlines, and
-/// spools the signed report. Blocking: call it from `spawn_blocking`.
+/// spools the signed report. Blocking: call it from `spawn_blocking`. Only
+/// a poisoned spool lock is an error; a report the spool refuses is in
+/// [`CycleOutcome::spooled`].
 pub fn run_cycle(
     inputs: CycleInputs<'_>,
     deadlines: &mut Deadlines,
@@ -77,28 +88,44 @@ pub fn run_cycle(
         .collect();
     let mut report = crate::report::standalone_report(host, policy, results.clone());
     report.device_id = device_id.clone();
-    report.events = events;
+    report.events = events.clone();
     let mut spool = spool
         .lock()
         .map_err(|_| anyhow::anyhow!("the spool lock is poisoned"))?;
     let link = spool.next_link();
     link.apply_to(&mut report, Utc::now());
     let envelope = Envelope::sign(REPORT_PAYLOAD_TYPE, &report.to_payload(), &identity.key);
-    let appended = spool
-        .append(&envelope.to_json())
-        .context("cannot write the report to the spool")?;
-    if !appended.evicted.is_empty() {
-        tracing::warn!(
-            dropped = appended.evicted.len(),
-            "spool full: dropped the oldest reports; the next report says how many"
-        );
-    }
+    let spooled = spool.append(&envelope.to_json());
+    let unsent_events = if spooled.is_ok() {
+        Vec::new()
+    } else {
+        keep_newest(events)
+    };
     Ok(CycleOutcome {
-        sequence: appended.sequence,
+        spooled: spooled.map(|appended| appended.sequence),
+        unsent_events,
         failing,
         results,
         enforced,
     })
+}
+
+/// Events waiting for a report that can be written are kept up to this
+/// many: a full disk for weeks must not grow them into a report the spool
+/// refuses for its size (each is about 200 bytes).
+const MAX_EVENTS_WAITING: usize = 500;
+
+/// The newest [`MAX_EVENTS_WAITING`] of `events`, logging what goes.
+fn keep_newest(mut events: Vec<Event>) -> Vec<Event> {
+    let excess = events.len().saturating_sub(MAX_EVENTS_WAITING);
+    if excess > 0 {
+        tracing::warn!(
+            dropped = excess,
+            "too many events waiting for a report that can be written; dropping the oldest"
+        );
+        events.drain(..excess);
+    }
+    events
 }
 
 /// What every check cycle needs that does not change between cycles.
@@ -112,14 +139,15 @@ pub(super) struct Cycles {
 
 impl Cycles {
     /// Runs one check cycle off the async threads (probes block) and puts
-    /// its verdicts on the board; `true` when it spooled a report.
+    /// its verdicts on the board. Returns the events its report could not
+    /// carry (it could not be written), for the next cycle's.
     pub(super) async fn run(
         &self,
         policy: &Policy,
         deadlines: &mut Deadlines,
         state_dir: &std::path::Path,
         events: Vec<Event>,
-    ) -> bool {
+    ) -> Vec<Event> {
         let (host, policy, spool, device_id) = (
             self.host.clone(),
             policy.clone(),
@@ -156,16 +184,23 @@ impl Cycles {
                 for event in outcome.enforced {
                     self.board.record_event(event);
                 }
-                tracing::info!(sequence = outcome.sequence, failing = ?outcome.failing, "check cycle spooled a report");
-                true
+                match outcome.spooled {
+                    Ok(sequence) => {
+                        tracing::info!(sequence, failing = ?outcome.failing, "check cycle spooled a report");
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, failing = ?outcome.failing, "cannot write this cycle's report; the verdicts stand, and the next report that is written says how many cycles were lost");
+                    }
+                }
+                outcome.unsent_events
             }
             Ok((Err(err), _)) => {
-                tracing::error!(error = %format!("{err:#}"), "check cycle failed");
-                false
+                tracing::error!(error = %describe(&*err), "check cycle failed");
+                Vec::new()
             }
             Err(err) => {
                 tracing::error!(error = %err, "check cycle task failed");
-                false
+                Vec::new()
             }
         }
     }

@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use chrono::Utc;
+use palisade_shared::error_text::describe;
 use palisade_shared::report::Event;
 use palisade_shared::{DeviceId, Policy};
 use tokio::sync::{Notify, mpsc, watch};
@@ -179,12 +180,12 @@ pub async fn run(
                 tracing::warn!(error = %err, "cannot fetch the policy; keeping the one in force")
             }
         }
-        if cycles
+        pending_events = cycles
             .run(&current.policy, &mut deadlines, &config.state_dir, events)
-            .await
-        {
-            wake.notify_one();
-        }
+            .await;
+        // Even when the report could not be written: delivering what the
+        // spool holds is what frees a full disk.
+        wake.notify_one();
     }
     tracing::info!("stopping: the spool keeps whatever is not yet delivered");
     let _ = stop_tx.send(true);
@@ -213,9 +214,6 @@ fn open_state(config: &AgentConfig) -> anyhow::Result<(Identity, Arc<Mutex<Spool
 
     let spool =
         Spool::open(&config.spool_dir(), config.spool_limits()).context("cannot open the spool")?;
-    if !spool.recovery().is_clean() {
-        tracing::warn!(recovery = ?spool.recovery(), "repaired the spool after an interrupted run");
-    }
     let board = StatusBoard::new(AgentStatus::starting(&identity, Utc::now()));
     board.set_spool(&spool);
     Ok((identity, Arc::new(Mutex::new(spool)), board))
@@ -309,7 +307,7 @@ impl Delivery {
                     let _ = senders.send(self.sender(new, client));
                 }
                 Err(err) => {
-                    tracing::error!(error = %format!("{err:#}"), "cannot apply the new delivery settings; keeping the old ones")
+                    tracing::error!(error = %describe(&*err), "cannot apply the new delivery settings; keeping the old ones")
                 }
             }
         }
@@ -395,7 +393,7 @@ async fn act_on_device_event(host: &Host, policy: &Policy, trigger: &Trigger) ->
         }
         Ok(Ok(None)) => None,
         Ok(Err(err)) => {
-            tracing::error!(device = %uevent.devpath, error = %format!("{err:#}"), "cannot apply the policy to a new device");
+            tracing::error!(device = %uevent.devpath, error = %describe(&*err), "cannot apply the policy to a new device");
             None
         }
         Err(err) => {
@@ -412,7 +410,7 @@ async fn sweep_devices(host: &Host, policy: &Policy) -> Vec<Event> {
     match tokio::task::spawn_blocking(move || crate::checks::sweep_devices(&host, &policy)).await {
         Ok(Ok(events)) => events,
         Ok(Err(err)) => {
-            tracing::error!(error = %format!("{err:#}"), "cannot check the devices present at start");
+            tracing::error!(error = %describe(&*err), "cannot check the devices present at start");
             Vec::new()
         }
         Err(err) => {
@@ -446,7 +444,7 @@ fn serve_status(
         Err(err) => {
             tracing::error!(
                 socket = %config.socket_path.display(),
-                error = %sender::error_chain(&err),
+                error = %describe(&err),
                 "cannot serve status; running without the status socket"
             );
             None
@@ -499,7 +497,7 @@ async fn ensure_enrolled(
                 // where the installer left it. Failing to delete it is
                 // logged, not fatal: the device is enrolled either way.
                 if let Err(err) = installer::forget_secret(&config.state_dir) {
-                    tracing::error!(error = %format!("{err:#}"), "cannot delete the installer's enrollment secret");
+                    tracing::error!(error = %describe(&*err), "cannot delete the installer's enrollment secret");
                 }
                 if config.enroll_secret.is_some() {
                     tracing::warn!(
@@ -511,7 +509,7 @@ async fn ensure_enrolled(
             Err(err) => {
                 let delay = sender::backoff(failures, config.backoff_max());
                 failures += 1;
-                tracing::warn!(error = %format!("{err:#}"), retry_in_s = delay.as_secs(), "enrollment failed; will retry");
+                tracing::warn!(error = %describe(&*err), retry_in_s = delay.as_secs(), "enrollment failed; will retry");
                 tokio::time::sleep(delay).await;
             }
         }

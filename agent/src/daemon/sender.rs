@@ -12,6 +12,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use palisade_shared::error_text::describe;
 use rand::Rng as _;
 use tokio::sync::watch;
 
@@ -80,7 +81,7 @@ impl Sender {
             Ok(response) => response,
             Err(err) => {
                 return Delivery::Retry {
-                    reason: error_chain(&err),
+                    reason: describe(&err),
                 };
             }
         };
@@ -128,8 +129,13 @@ impl Sender {
                 Delivery::Acknowledged => {
                     failures = 0;
                     self.board.record_delivered(chrono::Utc::now());
-                    acknowledge(spool, sequence, &self.board).await;
+                    let removed = acknowledge(spool, sequence, &self.board).await;
                     tracing::info!(sequence, "report acknowledged by the collector");
+                    if !removed {
+                        // It would be sent again at once, for ever; the
+                        // next cycle wakes the sender to try again.
+                        return;
+                    }
                     if !self.pace.is_zero()
                         && tokio::time::timeout(self.pace, shutdown.changed())
                             .await
@@ -145,7 +151,9 @@ impl Sender {
                         chrono::Utc::now(),
                         format!("report {sequence} refused for good with HTTP {status}: {reason}"),
                     );
-                    acknowledge(spool, sequence, &self.board).await;
+                    if !acknowledge(spool, sequence, &self.board).await {
+                        return;
+                    }
                 }
                 Delivery::Retry { reason } => {
                     self.board
@@ -166,7 +174,9 @@ impl Sender {
     }
 }
 
-async fn acknowledge(spool: &Arc<Mutex<Spool>>, sequence: u64, board: &StatusBoard) {
+/// Removes a delivered (or refused) report from the spool; `false` when it
+/// could not be removed and will be sent again.
+async fn acknowledge(spool: &Arc<Mutex<Spool>>, sequence: u64, board: &StatusBoard) -> bool {
     let (spool, board) = (Arc::clone(spool), board.clone());
     let result = tokio::task::spawn_blocking(move || match spool.lock() {
         Ok(mut spool) => {
@@ -178,25 +188,16 @@ async fn acknowledge(spool: &Arc<Mutex<Spool>>, sequence: u64, board: &StatusBoa
     })
     .await;
     match result {
-        Ok(Ok(_)) => {}
+        Ok(Ok(_)) => true,
         Ok(Err(err)) => {
-            tracing::error!(sequence, error = %err, "cannot remove an acknowledged report; it will be sent again")
+            tracing::error!(sequence, error = %err, "cannot remove an acknowledged report; it will be sent again");
+            false
         }
-        Err(err) => tracing::error!(sequence, error = %err, "acknowledge task failed"),
+        Err(err) => {
+            tracing::error!(sequence, error = %err, "acknowledge task failed");
+            false
+        }
     }
-}
-
-/// An error with its causes: reqwest's own message ("error sending request")
-/// says nothing about why.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Exponential backoff with full jitter: a random delay between half and all

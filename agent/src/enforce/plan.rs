@@ -12,6 +12,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use palisade_shared::Policy;
 use palisade_shared::RuleId;
+use palisade_shared::error_text::describe;
 use palisade_shared::report::{EnforcementResult, Event};
 
 use super::journal::{self, Journal};
@@ -213,7 +214,7 @@ pub(crate) fn execute(ctx: &EnforceContext<'_>, rule: &RuleId, plan: Plan) -> En
             events,
         },
         Err(err) => {
-            tracing::warn!(rule = %rule, error = %format!("{err:#}"), "enforcement failed");
+            tracing::warn!(rule = %rule, error = %describe(&*err), "enforcement failed");
             let failure = format!("{err:#}");
             detail = if detail.is_empty() {
                 failure

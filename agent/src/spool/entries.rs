@@ -5,10 +5,12 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use palisade_shared::envelope::{DEFAULT_MAX_ENVELOPE_BYTES, REPORT_PAYLOAD_TYPE, sha256_hex};
 use palisade_shared::report::EventKind;
 use palisade_shared::{Envelope, Report};
 
+use super::unrecorded::{self, Unrecorded};
 use super::{CORRUPT_DIR_NAME, SpoolEntry, SpoolError};
 use crate::durable::{self};
 
@@ -20,9 +22,9 @@ const ENTRY_SUFFIX: &str = ".dsse.json";
 /// The spool's entries without opening it: no recovery, no writes, no
 /// parsing. For `palisade-agent spool list` while the daemon runs.
 pub fn list_entries(dir: &Path) -> Result<Vec<SpoolEntry>, SpoolError> {
-    let io_error = |source: io::Error| SpoolError::Io {
+    let io_error = |error: io::Error| SpoolError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     let mut entries = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_error)? {
@@ -69,6 +71,10 @@ pub(super) struct Inspected {
     pub(super) digest: String,
     /// The sum of its `spool_dropped` events' counts.
     pub(super) carried: u64,
+    /// What its `cycles_unrecorded` events say.
+    pub(super) unrecorded: Option<Unrecorded>,
+    /// When it was made: the time of its cycle.
+    pub(super) issued_at: DateTime<Utc>,
 }
 
 /// Parses an envelope and its report payload. The signature is not checked
@@ -104,6 +110,8 @@ pub(super) fn inspect(envelope_json: &[u8]) -> Result<Inspected, String> {
     }
     Ok(Inspected {
         sequence: report.sequence,
+        unrecorded: unrecorded::read_events(&report.events)?,
+        issued_at: report.issued_at,
         prev_digest: report.prev_digest,
         digest: sha256_hex(&payload),
         carried,

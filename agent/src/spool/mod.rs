@@ -89,8 +89,10 @@ use crate::durable::{self, FileMode};
 mod entries;
 mod recovery;
 mod state_file;
+mod unrecorded;
 
 pub use recovery::Recovery;
+pub use unrecorded::{Unrecorded, unrecorded_event};
 
 pub use entries::{entry_name, list_entries, parse_entry_name};
 use entries::{inspect, remove_if_present};
@@ -141,16 +143,23 @@ pub struct NextLink {
     /// Reports dropped by the bounds and not yet reported: put this in a
     /// [`dropped_event`] when it is not zero.
     pub dropped: u64,
+    /// Cycles whose report could not be written and that no spooled report
+    /// has reported: put this in an [`unrecorded_event`].
+    pub unrecorded: Option<Unrecorded>,
 }
 
 impl NextLink {
-    /// Puts this link into `report`: its sequence, its `prev_digest`, and a
-    /// [`dropped_event`] at `now` when reports were dropped.
+    /// Puts this link into `report`: its sequence, its `prev_digest`, a
+    /// [`dropped_event`] at `now` when reports were dropped, and an
+    /// [`unrecorded_event`] when cycles could not be recorded.
     pub fn apply_to(&self, report: &mut Report, now: DateTime<Utc>) {
         report.sequence = self.sequence;
         report.prev_digest.clone_from(&self.prev_digest);
         if self.dropped > 0 {
             report.events.push(dropped_event(self.dropped, now));
+        }
+        if let Some(unrecorded) = self.unrecorded {
+            report.events.push(unrecorded_event(unrecorded, now));
         }
     }
 }
@@ -177,8 +186,10 @@ pub struct SpoolEntry {
 /// Why the spool refused or failed an operation.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("spool {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    // `error` rather than `source`: its text is already in the message,
+    // and a chained display would repeat it.
+    #[error("spool {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error(
         "spool state {path} cannot be read: {reason}. The agent cannot tell which sequence \
          number comes next; move the file away to start the numbering again from the entries \
@@ -199,6 +210,8 @@ pub enum SpoolError {
     },
     #[error("report reports {carried} dropped reports, but only {unreported} are unreported")]
     DropCountTooHigh { carried: u64, unreported: u64 },
+    #[error("report reports {carried} unrecorded cycles, but only {unreported} are unreported")]
+    UnrecordedCountTooHigh { carried: u64, unreported: u64 },
     #[error("report envelope is {size} bytes, over the limit of {limit}")]
     TooLarge { size: u64, limit: u64 },
     #[error("report {0} is not in the spool")]
@@ -216,11 +229,18 @@ pub struct Spool {
     /// Evicting one loses its count too, so the count goes back into
     /// `dropped_unreported` with it.
     carried: BTreeMap<u64, u64>,
+    /// Pending entries that carry a `cycles_unrecorded` count, for the same
+    /// reason.
+    carried_unrecorded: BTreeMap<u64, Unrecorded>,
     total_bytes: u64,
     state: ChainState,
-    /// The last attempt to save `state` failed; the entries on disk still
-    /// let `open` rebuild it, but nothing may be deleted until it is saved.
+    /// The last attempt to save `state` failed (a full disk): the head of
+    /// the chain is recorded only by its entry, which must stay until the
+    /// state is saved.
     state_unsaved: bool,
+    /// Damaged entries that `open` counted as dropped in a state it could
+    /// not save: moved to `corrupt/` once a state counting them is saved.
+    quarantine_after_save: Vec<(String, PathBuf)>,
     recovery: Recovery,
 }
 
@@ -231,7 +251,13 @@ impl Spool {
             sequence: self.state.last_sequence.saturating_add(1),
             prev_digest: self.state.last_digest.clone(),
             dropped: self.state.dropped,
+            unrecorded: self.state.unrecorded,
         }
+    }
+
+    /// Cycles whose report could not be written, not yet reported.
+    pub fn unrecorded(&self) -> Option<Unrecorded> {
+        self.state.unrecorded
     }
 
     /// Reports dropped by the bounds that no spooled report has reported.
@@ -247,6 +273,9 @@ impl Spool {
     /// is read back to check its sequence and `prev_digest`, and the
     /// `spool_dropped` counts it carries are subtracted from
     /// [`Spool::dropped_unreported`]. Nothing is written when it is refused.
+    ///
+    /// When the entry cannot be written (a full disk), the cycle is counted
+    /// in [`Spool::unrecorded`] for the next report to carry.
     pub fn append(&mut self, envelope_json: &[u8]) -> Result<Appended, SpoolError> {
         let size = envelope_json.len() as u64;
         let limit = self.limits.max_bytes.min(DEFAULT_MAX_ENVELOPE_BYTES as u64);
@@ -274,29 +303,43 @@ impl Spool {
                 unreported: link.dropped,
             });
         }
+        let count = |unrecorded: Option<Unrecorded>| unrecorded.map_or(0, |u| u.count);
+        if count(inspected.unrecorded) > count(link.unrecorded) {
+            return Err(SpoolError::UnrecordedCountTooHigh {
+                carried: count(inspected.unrecorded),
+                unreported: count(link.unrecorded),
+            });
+        }
 
         // Step 1: the entry. From here on the report is spooled.
         let sequence = inspected.sequence;
         let path = self.entry_path(sequence);
-        durable::write_atomic(&path, envelope_json, FileMode::WorldReadable).map_err(|source| {
-            SpoolError::Io {
-                path: path.clone(),
-                source,
-            }
-        })?;
+        if let Err(error) = durable::write_atomic(&path, envelope_json, FileMode::WorldReadable) {
+            self.count_unrecorded(inspected.issued_at);
+            return Err(SpoolError::Io {
+                path: self.dir.clone(),
+                error,
+            });
+        }
         self.entries.insert(sequence, size);
         if inspected.carried > 0 {
             self.carried.insert(sequence, inspected.carried);
+        }
+        if let Some(unrecorded) = inspected.unrecorded {
+            self.carried_unrecorded.insert(sequence, unrecorded);
         }
         self.total_bytes += size;
         self.state.last_sequence = sequence;
         self.state.last_digest.clone_from(&inspected.digest);
         self.state.dropped -= inspected.carried;
+        self.state.unrecorded = unrecorded::subtract(self.state.unrecorded, inspected.unrecorded);
 
         // Step 2: the state, counting the evictions before any is deleted.
         let evicted = self.plan_evictions(Some(sequence));
         let mut next_state = self.state.clone();
         next_state.dropped += self.drops_in(&evicted);
+        next_state.unrecorded =
+            unrecorded::add(next_state.unrecorded, self.unrecorded_in(&evicted));
         if let Some(&newest) = evicted.last() {
             next_state.evicted_through = newest;
         }
@@ -313,6 +356,7 @@ impl Spool {
         }
         self.state = next_state;
         self.state_unsaved = false;
+        self.quarantine_deferred();
 
         // Step 3: the evicted entries.
         self.delete_evicted(&evicted);
@@ -339,7 +383,7 @@ impl Spool {
             return Err(SpoolError::NotFound(sequence));
         }
         let path = self.entry_path(sequence);
-        fs::read(&path).map_err(|source| SpoolError::Io { path, source })
+        fs::read(&path).map_err(|error| SpoolError::Io { path, error })
     }
 
     /// Removes an entry the collector has acknowledged with a 2xx. Returns
@@ -350,17 +394,54 @@ impl Spool {
             return Ok(false);
         };
         if self.state_unsaved {
-            // With the state one behind, this entry may be the only record of
-            // the chain's head: save the state before deleting it.
-            write_state(&self.dir, &self.state)?;
-            self.state_unsaved = false;
+            if let Err(err) = self.save_state() {
+                // The chain's head may be recorded only by its own entry,
+                // which therefore stays. Any older entry may go, and on a
+                // full disk must: deleting it is what makes room for the
+                // state (and the next report).
+                if sequence == self.state.last_sequence {
+                    return Err(err);
+                }
+            }
         }
         let path = self.entry_path(sequence);
-        remove_if_present(&path).map_err(|source| SpoolError::Io { path, source })?;
+        remove_if_present(&path).map_err(|error| SpoolError::Io { path, error })?;
         self.entries.remove(&sequence);
         self.carried.remove(&sequence);
+        self.carried_unrecorded.remove(&sequence);
         self.total_bytes -= size;
+        if self.state_unsaved {
+            let _ = self.save_state();
+        }
         Ok(true)
+    }
+
+    /// Counts a cycle whose report could not be written, made at `at`, and
+    /// tries to save the count. On a full disk that fails too and the count
+    /// is kept in memory (see `unrecorded.rs`).
+    fn count_unrecorded(&mut self, at: DateTime<Utc>) {
+        self.state.unrecorded = unrecorded::add(self.state.unrecorded, Some(Unrecorded::one(at)));
+        if self.save_state().is_err() {
+            tracing::debug!("cannot save the count of unrecorded cycles either");
+        }
+    }
+
+    /// Saves the state as it is in memory, then finishes what waited for it.
+    fn save_state(&mut self) -> Result<(), SpoolError> {
+        let saved = write_state(&self.dir, &self.state);
+        self.state_unsaved = saved.is_err();
+        saved?;
+        self.quarantine_deferred();
+        Ok(())
+    }
+
+    /// Moves the damaged entries a saved state now counts to `corrupt/`.
+    fn quarantine_deferred(&mut self) {
+        for (name, path) in std::mem::take(&mut self.quarantine_after_save) {
+            if let Err(err) = entries::quarantine(&self.dir, &name, &path) {
+                tracing::warn!(file = %path.display(), error = %err, "cannot move a damaged report to corrupt/; the next start does");
+            }
+        }
     }
 
     /// New bounds (a reloaded config); applied at the next append.
@@ -405,6 +486,14 @@ impl Spool {
         evicted.len() as u64 + carried
     }
 
+    /// The unrecorded cycles that evicting `evicted` would lose with them.
+    fn unrecorded_in(&self, evicted: &[u64]) -> Option<Unrecorded> {
+        evicted
+            .iter()
+            .filter_map(|s| self.carried_unrecorded.get(s).copied())
+            .fold(None, |total, more| unrecorded::add(total, Some(more)))
+    }
+
     /// The oldest entries to drop so the spool fits its bounds, sparing
     /// `keep` (the report just appended: the newest is never dropped for
     /// the older ones).
@@ -434,6 +523,7 @@ impl Spool {
                 self.total_bytes -= size;
             }
             self.carried.remove(&sequence);
+            self.carried_unrecorded.remove(&sequence);
             let path = self.entry_path(sequence);
             if let Err(err) = remove_if_present(&path) {
                 tracing::warn!(file = %path.display(), error = %err, "cannot delete a dropped report");
@@ -465,3 +555,5 @@ pub fn dropped_event(count: u64, at: DateTime<Utc>) -> Event {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unrecorded_tests;

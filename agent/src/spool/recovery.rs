@@ -11,7 +11,7 @@ use super::entries::{
     Inspected, inspect, parse_entry_name, quarantine, read_entry, remove_if_present,
 };
 use super::state_file::{read_state, write_state};
-use super::{CORRUPT_DIR_NAME, STATE_FILE_NAME, Spool, SpoolError, SpoolLimits};
+use super::{CORRUPT_DIR_NAME, STATE_FILE_NAME, Spool, SpoolError, SpoolLimits, unrecorded};
 use crate::durable;
 
 /// What [`Spool::open`] found and repaired, for the log.
@@ -45,9 +45,9 @@ impl Spool {
     /// Opens the spool in `dir`, creating it (mode `0700`) if needed, and
     /// recovers from whatever a crash left: see the module documentation.
     pub fn open(dir: &Path, limits: SpoolLimits) -> Result<Self, SpoolError> {
-        let io_error = |source: io::Error| SpoolError::Io {
+        let io_error = |error: io::Error| SpoolError::Io {
             path: dir.to_path_buf(),
-            source,
+            error,
         };
         durable::create_dir_private(dir).map_err(io_error)?;
         let mut recovery = Recovery {
@@ -59,6 +59,7 @@ impl Spool {
 
         let mut entries = BTreeMap::new();
         let mut carried = BTreeMap::new();
+        let mut carried_unrecorded = BTreeMap::new();
         // Entries newer than the saved state: their digest and the drop
         // count they carried, to take them into the chain.
         let mut newer: BTreeMap<u64, Inspected> = BTreeMap::new();
@@ -104,6 +105,9 @@ impl Spool {
                     if inspected.carried > 0 {
                         carried.insert(sequence, inspected.carried);
                     }
+                    if let Some(unrecorded) = inspected.unrecorded {
+                        carried_unrecorded.insert(sequence, unrecorded);
+                    }
                     if sequence > state.last_sequence {
                         newer.insert(sequence, inspected);
                     }
@@ -123,6 +127,7 @@ impl Spool {
             state.last_sequence = *sequence;
             state.last_digest.clone_from(&inspected.digest);
             state.dropped = state.dropped.saturating_sub(inspected.carried);
+            state.unrecorded = unrecorded::subtract(state.unrecorded, inspected.unrecorded);
             recovery.adopted.push(*sequence);
         }
         // A damaged entry's number is never reused. Its digest is unknown,
@@ -139,30 +144,51 @@ impl Spool {
             limits,
             entries,
             carried,
+            carried_unrecorded,
             total_bytes,
             state,
             state_unsaved: false,
+            quarantine_after_save: Vec::new(),
             recovery,
         };
         let evicted = spool.plan_evictions(None);
-        spool.state.dropped += spool.drops_in(&evicted);
+        let mut with_evictions = spool.state.clone();
+        with_evictions.dropped += spool.drops_in(&evicted);
+        with_evictions.unrecorded =
+            unrecorded::add(with_evictions.unrecorded, spool.unrecorded_in(&evicted));
         if let Some(&newest) = evicted.last() {
-            spool.state.evicted_through = newest;
+            with_evictions.evicted_through = newest;
         }
         // As in `append`: count first, then remove. A crash in between
         // counts a damaged entry twice at worst, never loses it or reuses
         // its number.
-        if saved_state.as_ref() != Some(&spool.state) {
-            write_state(&spool.dir, &spool.state)?;
+        if saved_state.as_ref() == Some(&with_evictions) {
+            spool.state = with_evictions;
+        } else if let Err(err) = write_state(&spool.dir, &with_evictions) {
+            // A full disk: the agent must still start, check and deliver
+            // (which frees space). What was repaired lives in memory, and
+            // the entries on disk let the next start repair it again; no
+            // file moves or goes until a state counting it is saved, and
+            // the evictions wait for the next append.
+            tracing::error!(error = %err, "cannot save the repaired spool state; going on, and saving it when the disk lets us");
+            spool.state_unsaved = true;
+            spool.quarantine_after_save = damaged;
+            return Ok(spool.logged());
+        } else {
+            spool.state = with_evictions;
         }
         for (name, path) in &damaged {
             quarantine(dir, name, path).map_err(io_error)?;
         }
         spool.delete_evicted(&evicted);
         spool.recovery.evicted = evicted;
-        if !spool.recovery.is_clean() {
-            tracing::warn!(dir = %dir.display(), recovery = ?spool.recovery, "spool recovered from an interrupted run");
+        Ok(spool.logged())
+    }
+
+    fn logged(self) -> Self {
+        if !self.recovery.is_clean() {
+            tracing::warn!(dir = %self.dir.display(), recovery = ?self.recovery, "spool recovered from an interrupted run");
         }
-        Ok(spool)
+        self
     }
 }

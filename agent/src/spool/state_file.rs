@@ -5,9 +5,11 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use palisade_shared::envelope::is_sha256_hex;
 use serde::Deserialize;
 
+use super::unrecorded::Unrecorded;
 use super::{STATE_FILE_NAME, SpoolError};
 use crate::durable::{self, FileMode};
 
@@ -22,6 +24,8 @@ pub(super) struct ChainState {
     pub(super) last_digest: String,
     pub(super) dropped: u64,
     pub(super) evicted_through: u64,
+    /// Cycles whose report could not be written, not yet reported.
+    pub(super) unrecorded: Option<Unrecorded>,
 }
 
 #[derive(Deserialize)]
@@ -32,6 +36,12 @@ pub(super) struct StateFile {
     last_digest: String,
     dropped_unreported: u64,
     evicted_through: u64,
+    // Written only when there are some, so a state file without them is
+    // still the one earlier agents read.
+    #[serde(default)]
+    unrecorded_cycles: u64,
+    #[serde(default)]
+    unrecorded_since: Option<DateTime<Utc>>,
 }
 
 pub(super) fn read_state(dir: &Path) -> Result<Option<ChainState>, SpoolError> {
@@ -63,11 +73,21 @@ pub(super) fn read_state(dir: &Path) -> Result<Option<ChainState>, SpoolError> {
     if !digest_ok || file.evicted_through > file.last_sequence {
         return Err(fail("its fields contradict each other".into()));
     }
+    let unrecorded = match (file.unrecorded_cycles, file.unrecorded_since) {
+        (0, None) => None,
+        (count @ 1.., Some(since)) => Some(Unrecorded { count, since }),
+        _ => {
+            return Err(fail(
+                "unrecorded_cycles and unrecorded_since go together".into(),
+            ));
+        }
+    };
     Ok(Some(ChainState {
         last_sequence: file.last_sequence,
         last_digest: file.last_digest,
         dropped: file.dropped_unreported,
         evicted_through: file.evicted_through,
+        unrecorded,
     }))
 }
 
@@ -75,15 +95,22 @@ pub(super) fn write_state(dir: &Path, state: &ChainState) -> Result<(), SpoolErr
     let path = dir.join(STATE_FILE_NAME);
     // `json!` rather than a `Serialize` derive: only the wire types in
     // `shared` are `Serialize` (ARCHITECTURE.md).
-    let document = serde_json::json!({
+    let mut document = serde_json::json!({
         "schema_version": STATE_SCHEMA_VERSION,
         "last_sequence": state.last_sequence,
         "last_digest": state.last_digest,
         "dropped_unreported": state.dropped,
         "evicted_through": state.evicted_through,
     });
+    if let Some(unrecorded) = state.unrecorded {
+        document["unrecorded_cycles"] = unrecorded.count.into();
+        document["unrecorded_since"] = unrecorded
+            .since
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            .into();
+    }
     let mut bytes = document.to_string().into_bytes();
     bytes.push(b'\n');
     durable::write_atomic(&path, &bytes, FileMode::WorldReadable)
-        .map_err(|source| SpoolError::Io { path, source })
+        .map_err(|error| SpoolError::Io { path, error })
 }

@@ -12,15 +12,15 @@ use palisade_shared::{DeviceId, Envelope};
 
 use super::*;
 
-fn key() -> SigningKey {
+pub(super) fn key() -> SigningKey {
     SigningKey::from_bytes(&[7; 32])
 }
 
-fn at() -> DateTime<Utc> {
+pub(super) fn at() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap()
 }
 
-fn report() -> Report {
+pub(super) fn report() -> Report {
     Report {
         schema_version: REPORT_SCHEMA_VERSION,
         device_id: DeviceId::new("dev-1"),
@@ -50,24 +50,24 @@ fn report() -> Report {
 }
 
 /// The next report in `spool`'s chain, signed, as envelope bytes.
-fn next_envelope(spool: &Spool) -> Vec<u8> {
+pub(super) fn next_envelope(spool: &Spool) -> Vec<u8> {
     let mut report = report();
     spool.next_link().apply_to(&mut report, at());
     signed(&report)
 }
 
-fn signed(report: &Report) -> Vec<u8> {
+pub(super) fn signed(report: &Report) -> Vec<u8> {
     Envelope::sign(REPORT_PAYLOAD_TYPE, &report.to_payload(), &key()).to_json()
 }
 
-fn limits(max_reports: u64) -> SpoolLimits {
+pub(super) fn limits(max_reports: u64) -> SpoolLimits {
     SpoolLimits {
         max_reports,
         max_bytes: 1 << 30,
     }
 }
 
-fn append_next(spool: &mut Spool) -> Appended {
+pub(super) fn append_next(spool: &mut Spool) -> Appended {
     let envelope = next_envelope(spool);
     spool.append(&envelope).unwrap()
 }
@@ -120,7 +120,8 @@ fn appends_chain_and_come_back_in_order() {
         NextLink {
             sequence: 1,
             prev_digest: String::new(),
-            dropped: 0
+            dropped: 0,
+            unrecorded: None,
         }
     );
     let mut envelopes = Vec::new();

@@ -70,6 +70,13 @@ pub struct SpoolStatus {
     /// The sequence number of the oldest, which is sent next; `null` when
     /// the spool is empty.
     pub oldest_pending_sequence: Option<u64>,
+    /// Check cycles whose report could not be written (a full disk), not
+    /// yet reported to the collector.
+    #[serde(default)]
+    pub unrecorded_cycles: u64,
+    /// When the first of them ran.
+    #[serde(default)]
+    pub unrecorded_since: Option<DateTime<Utc>>,
 }
 
 /// How delivery to the collector is going.
@@ -185,6 +192,8 @@ impl StatusBoard {
             pending_reports: spool.len() as u64,
             pending_bytes: spool.total_bytes(),
             oldest_pending_sequence: spool.oldest(),
+            unrecorded_cycles: spool.unrecorded().map_or(0, |u| u.count),
+            unrecorded_since: spool.unrecorded().map(|u| u.since),
         };
         self.update(|status| status.spool = counts);
     }

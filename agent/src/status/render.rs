@@ -105,6 +105,15 @@ pub fn render_human_at(status: &AgentStatus, now: DateTime<Utc>) -> String {
         ),
     };
     field(&mut out, "spool", &spool);
+    if let Some(since) = status.spool.unrecorded_since {
+        let count = status.spool.unrecorded_cycles;
+        let lost = format!(
+            "{count} cycle{} not written since {} (is the disk full?)",
+            if count == 1 { "" } else { "s" },
+            when(since, now),
+        );
+        field(&mut out, "unrecorded", &lost);
+    }
     let delivered = match status.delivery.last_delivered_at {
         Some(at) => when(at, now),
         None => "not yet since the agent started".to_owned(),

@@ -70,6 +70,8 @@ fn sample_status() -> AgentStatus {
             pending_reports: 2,
             pending_bytes: 5120,
             oldest_pending_sequence: Some(41),
+            unrecorded_cycles: 2,
+            unrecorded_since: Some(at(9, 0, 0)),
         },
         delivery: DeliveryStatus {
             last_delivered_at: Some(at(9, 30, 0)),
@@ -448,6 +450,7 @@ Checks, last run 2025-06-02 09:59:00 UTC (1 min ago)
 
 Reports
   spool       2 reports waiting to be sent (5120 bytes, oldest #41)
+  unrecorded  2 cycles not written since 2025-06-02 09:00:00 UTC (1 h ago) (is the disk full?)
   delivered   2025-06-02 09:30:00 UTC (30 min ago)
   last error  2025-06-02 09:59:30 UTC (30 s ago): error sending request: connection refused
 ";

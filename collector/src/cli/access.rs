@@ -4,7 +4,7 @@
 use anyhow::{Context as _, bail};
 use chrono::Utc;
 
-use super::{TokenCommand, UserCommand, cli_actor, open_store};
+use super::{Creating, TokenCommand, UserCommand, cli_actor, open_store};
 use crate::config::CollectorConfig;
 use crate::secrets;
 use crate::store::{AuditEntry, NewApiToken, Role};
@@ -13,7 +13,7 @@ pub(super) async fn run_token(command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create { store, role, label } => {
             let config = CollectorConfig::load(&store.overrides())?;
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Creating::Never).await?;
             let token = secrets::generate("plt");
             let role = Role::from(role);
             let now = Utc::now();
@@ -47,7 +47,7 @@ pub(super) async fn run_token(command: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::List { store } => {
             let config = CollectorConfig::load(&store.overrides())?;
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Creating::Never).await?;
             for token in store.list_api_tokens().await? {
                 println!(
                     "{}\t{}\tcreated {}\t{}\t{}",
@@ -65,7 +65,7 @@ pub(super) async fn run_token(command: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke { store, id } => {
             let config = CollectorConfig::load(&store.overrides())?;
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Creating::Never).await?;
             let now = Utc::now();
             if !store.revoke_api_token(&id, now).await? {
                 bail!("no API token {id:?}");
@@ -111,7 +111,7 @@ pub(super) async fn run_user(command: UserCommand) -> anyhow::Result<()> {
             let hash = crate::web::auth::hash_password(&password)
                 .map_err(|err| anyhow::anyhow!("cannot hash the password: {err}"))?;
             drop(password);
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Creating::Never).await?;
             let role = Role::from(role);
             let now = Utc::now();
             let created = store
@@ -139,7 +139,7 @@ pub(super) async fn run_user(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::List { store } => {
             let config = CollectorConfig::load(&store.overrides())?;
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Creating::Never).await?;
             let now = Utc::now();
             for user in store.list_admin_users().await? {
                 let state = match user.locked_until {
@@ -157,7 +157,7 @@ pub(super) async fn run_user(command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Delete { store, username } => {
             let config = CollectorConfig::load(&store.overrides())?;
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Creating::Never).await?;
             if !store.delete_admin_user(&username).await? {
                 bail!("no user {username:?}");
             }

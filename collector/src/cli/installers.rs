@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use palisade_shared::pin::CaPin;
 
-use super::{StoreArgs, cli_actor, expiry_from_now, open_store};
+use super::{Creating, StoreArgs, cli_actor, expiry_from_now, open_store};
 use crate::config::{CollectorConfig, TlsSetting};
 use crate::installers::{self, InstallerValues};
 use crate::operations;
@@ -89,7 +89,7 @@ pub(super) async fn run_installers(args: InstallersArgs) -> anyhow::Result<()> {
         Expiry::After(duration) => expiry_from_now(Some(duration))?,
         Expiry::Never => None,
     };
-    let store = open_store(&config).await?;
+    let store = open_store(&config, Creating::Never).await?;
     let secret = operations::create_enrollment_secret(
         &store,
         &cli_actor(),

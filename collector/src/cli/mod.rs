@@ -14,7 +14,7 @@ use crate::config::{CollectorConfig, Overrides};
 use crate::operations;
 use crate::server::{self};
 use crate::state;
-use crate::store::{Role, Store};
+use crate::store::{IfMissing, Role, Store, StoreError};
 
 mod access;
 mod installers;
@@ -257,14 +257,50 @@ fn expiry_from_now(expires: Option<Duration>) -> anyhow::Result<Option<DateTime<
         .transpose()
 }
 
-async fn open_store(config: &CollectorConfig) -> anyhow::Result<Store> {
+/// Whether a command may create a SQLite database that is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Creating {
+    /// `migrate`: creating it is what was asked for.
+    Asked,
+    /// `serve`: only on this collector's first start (its state directory
+    /// has no policy-signing key yet), so that a mistyped path on a
+    /// collector that has data is an error, not a new empty database.
+    OnFirstServe,
+    /// Every other command works on a database that exists.
+    Never,
+}
+
+async fn open_store(config: &CollectorConfig, creating: Creating) -> anyhow::Result<Store> {
+    let has_run_before = state::has_policy_key(&config.state_dir);
     state::ensure_state_dir(&config.state_dir)?;
-    Store::open(&config.database_url).await.with_context(|| {
-        format!(
+    let if_missing = match creating {
+        Creating::Asked => IfMissing::Create,
+        Creating::OnFirstServe if !has_run_before => IfMissing::Create,
+        Creating::OnFirstServe | Creating::Never => IfMissing::Refuse,
+    };
+    match Store::open_or(&config.database_url, if_missing).await {
+        Ok(store) => Ok(store),
+        Err(StoreError::Missing { path }) if creating == Creating::Never => bail!(
+            "the SQLite database {} does not exist: check database_url (set by {}) for a typo. \
+             `palisade-collector serve` creates it on its first start, and \
+             `palisade-collector migrate` with the same settings whenever asked",
+            path.display(),
+            config.database_url_from,
+        ),
+        Err(StoreError::Missing { path }) => bail!(
+            "the SQLite database {} does not exist. This collector has run from {} before (its \
+             policy-signing key is there), so it does not make a new, empty one: check \
+             database_url (set by {}) for a typo, or run `palisade-collector migrate` with the \
+             same settings to create an empty database there",
+            path.display(),
+            config.state_dir.display(),
+            config.database_url_from,
+        ),
+        Err(err) => Err(anyhow::Error::new(err).context(format!(
             "cannot open the database {}",
             redact_url(&config.database_url)
-        )
-    })
+        ))),
+    }
 }
 
 /// A database URL without its password, for messages and logs.
@@ -293,7 +329,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate { store } => {
             let config = CollectorConfig::load(&store.overrides())?;
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Creating::Asked).await?;
             println!(
                 "database {} is up to date ({})",
                 redact_url(&config.database_url),
@@ -308,7 +344,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             label,
         }) => {
             let config = CollectorConfig::load(&store.overrides())?;
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Creating::Never).await?;
             let expires_at = expiry_from_now(expires)?;
             let secret = operations::create_enrollment_secret(
                 &store,
@@ -338,7 +374,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Secret(SecretCommand::List { store }) => {
             let config = CollectorConfig::load(&store.overrides())?;
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Creating::Never).await?;
             let now = Utc::now();
             for secret in store.list_enrollment_secrets().await? {
                 println!(
@@ -359,7 +395,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Secret(SecretCommand::Revoke { store, id }) => {
             let config = CollectorConfig::load(&store.overrides())?;
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Creating::Never).await?;
             let revoked = operations::revoke_enrollment_secret(&store, &cli_actor(), &id).await?;
             let when = revoked.revoked_at.to_rfc3339();
             if revoked.newly_revoked {
@@ -372,7 +408,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Installers(args) => run_installers(args).await,
         Command::Device(DeviceCommand::Revoke { store, device_id }) => {
             let config = CollectorConfig::load(&store.overrides())?;
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Creating::Never).await?;
             let revoked = operations::revoke_device(&store, &cli_actor(), &device_id).await?;
             if !revoked.newly_revoked {
                 println!(
@@ -397,7 +433,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     errors.render_for_file(&file.display().to_string())
                 );
             }
-            let store = open_store(&config).await?;
+            let store = open_store(&config, Creating::Never).await?;
             let key = state::load_or_create_policy_key(&config.state_dir)?;
             let record = server::policy::set_policy(&store, &key, &text, &cli_actor()).await?;
             println!(

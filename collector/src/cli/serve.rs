@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use chrono::Utc;
 
 use super::installers::{pin_of_file, served_certificate};
-use super::{BASELINE_POLICY, open_store, redact_url};
+use super::{BASELINE_POLICY, Creating, open_store, redact_url};
 use crate::app::{AppState, Limits};
 use crate::config::{CollectorConfig, TlsSetting};
 use crate::ingest::batcher::Batcher;
@@ -19,7 +19,7 @@ use crate::store::Store;
 
 pub(super) async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
-    let store = open_store(&config).await?;
+    let store = open_store(&config, Creating::OnFirstServe).await?;
     let policy_key = state::load_or_create_policy_key(&config.state_dir)?;
     ensure_signed_policy(&store, &policy_key, &config).await?;
 

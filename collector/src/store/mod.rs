@@ -84,6 +84,9 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot reach PostgreSQL at {server}: {reason}")]
     Unreachable { server: String, reason: String },
+    /// Opened with [`IfMissing::Refuse`], and the file is not there.
+    #[error("the SQLite database {} does not exist", path.display())]
+    Missing { path: std::path::PathBuf },
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     #[error("stored data is inconsistent: {0}")]
@@ -94,6 +97,17 @@ pub enum StoreError {
     ValueOutOfRange { what: &'static str, value: u64 },
 }
 
+/// What [`Store::open_or`] does when a SQLite file is not there.
+/// (PostgreSQL never creates a database: a missing one is a connection
+/// error.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    Create,
+    /// Refuse with [`StoreError::Missing`]: a mistyped path must not become
+    /// a new, empty database that agents then enroll into.
+    Refuse,
+}
+
 /// The store the collector runs on, chosen by URL. Cloning is cheap: the
 /// clones share the connection pools.
 #[derive(Debug, Clone)]
@@ -102,11 +116,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the database at `url` (`sqlite://PATH` or `postgres://…`) and
-    /// runs the migrations.
+    /// Opens the database at `url` (`sqlite://PATH` or `postgres://…`),
+    /// creating a SQLite file that is not there, and runs the migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_or(url, IfMissing::Create).await
+    }
+
+    /// [`Store::open`], saying what to do when a SQLite file is not there.
+    pub async fn open_or(url: &str, if_missing: IfMissing) -> Result<Self, StoreError> {
         let pools = if url.starts_with("sqlite:") {
-            sqlite::open(url).await?
+            sqlite::open(url, if_missing).await?
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             postgres::open(url).await?
         } else {

@@ -23,6 +23,7 @@
 //!   for the writer, so key lookups on the ingest path do not queue behind a
 //!   commit's fsync.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ use sqlx::{Sqlite, Transaction};
 use super::batch_plan::BatchPlan;
 use super::batch_rows::{HeadRow, StatusSince, StoredDigestRow};
 use super::engine::Pools;
-use super::{IncomingReport, StoreError, to_db_integer, to_millis};
+use super::{IfMissing, IncomingReport, StoreError, to_db_integer, to_millis};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -54,11 +55,20 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// throughput; eight is the core count of a large collector host.
 const MAX_READERS: usize = 8;
 
-/// Opens (creating if missing) the database at `url` (`sqlite://PATH`) and
-/// runs the migrations: one writer connection, a few readers.
-pub(super) async fn open(url: &str) -> Result<Pools, StoreError> {
-    let options = SqliteConnectOptions::from_str(url)?
-        .create_if_missing(true)
+/// Opens the database at `url` (`sqlite://PATH`), creating it if it is
+/// missing and `if_missing` allows, and runs the migrations: one writer
+/// connection, a few readers.
+pub(super) async fn open(url: &str, if_missing: IfMissing) -> Result<Pools, StoreError> {
+    let options = SqliteConnectOptions::from_str(url)?;
+    let path = options.get_filename();
+    let in_memory = path == Path::new(":memory:") || url.contains("mode=memory");
+    if if_missing == IfMissing::Refuse && !in_memory && !path.exists() {
+        return Err(StoreError::Missing {
+            path: path.to_owned(),
+        });
+    }
+    let options = options
+        .create_if_missing(if_missing == IfMissing::Create)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
@@ -372,9 +382,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("new").join("c.db").display());
         // A missing directory is the caller's to create; a missing file is ours.
-        assert!(open(&url).await.is_err());
+        assert!(open(&url, IfMissing::Create).await.is_err());
         std::fs::create_dir(dir.path().join("new")).unwrap();
-        let Pools::Sqlite { writer, reader } = open(&url).await.unwrap() else {
+        let Pools::Sqlite { writer, reader } = open(&url, IfMissing::Create).await.unwrap() else {
             unreachable!("a sqlite URL opens SQLite")
         };
         for pool in [&writer, &reader] {
