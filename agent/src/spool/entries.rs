@@ -100,13 +100,7 @@ pub(super) fn inspect(envelope_json: &[u8]) -> Result<Inspected, String> {
         if event.kind != EventKind::SpoolDropped {
             continue;
         }
-        let count = event
-            .details
-            .get("count")
-            .and_then(serde_json::Value::as_u64)
-            .filter(|count| *count > 0)
-            .ok_or("a spool_dropped event has no positive details.count")?;
-        carried = carried.saturating_add(count);
+        carried = carried.saturating_add(unrecorded::positive_count(event)?);
     }
     Ok(Inspected {
         sequence: report.sequence,

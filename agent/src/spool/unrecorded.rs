@@ -74,12 +74,7 @@ pub(super) fn read_events(events: &[Event]) -> Result<Option<Unrecorded>, String
         if event.kind != EventKind::CyclesUnrecorded {
             continue;
         }
-        let count = event
-            .details
-            .get("count")
-            .and_then(serde_json::Value::as_u64)
-            .filter(|count| *count > 0)
-            .ok_or("a cycles_unrecorded event has no positive details.count")?;
+        let count = positive_count(event)?;
         let since = event
             .details
             .get("since")
@@ -90,6 +85,20 @@ pub(super) fn read_events(events: &[Event]) -> Result<Option<Unrecorded>, String
         total = add(total, Some(Unrecorded { count, since }));
     }
     Ok(total)
+}
+
+/// An event's `details.count`, which must be a positive integer (the
+/// spool's own events always have one: a damaged entry is one without).
+pub(super) fn positive_count(event: &Event) -> Result<u64, String> {
+    event
+        .details
+        .get("count")
+        .and_then(serde_json::Value::as_u64)
+        .filter(|count| *count > 0)
+        .ok_or_else(|| {
+            let kind = serde_json::to_string(&event.kind).unwrap_or_default();
+            format!("a {kind} event has no positive details.count")
+        })
 }
 
 /// What is left of `total` once a report carrying `reported` is spooled.
