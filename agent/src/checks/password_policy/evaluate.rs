@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 use super::finding::{Finding, Fix, STACK};
 use super::stack::{judge_stack, settings_evidence};
 use super::{
-    DEBIAN_PASSWORD_STACK, FileState, LOGIN_DEFS, LinuxPasswordFacts, LoginDefs,
-    PASS_MAX_DAYS_NEVER, PamFacts, PamFamily, PasswordFacts, REDHAT_PASSWORD_STACKS,
+    FileState, LOGIN_DEFS, LinuxPasswordFacts, LoginDefs, PASS_MAX_DAYS_NEVER, PamFacts, PamFamily,
+    PamStack, PasswordFacts,
 };
 use crate::checks::Verdict;
 
@@ -34,6 +34,11 @@ pub(super) fn fix_text(fix: &Fix, family: Option<PamFamily>, policy: &PasswordPo
     };
     match fix {
         Fix::InstallPwquality => match family {
+            Some(PamFamily::Other) => format!(
+                "Install pam_pwquality, add `password requisite pam_pwquality.so` before \
+                 pam_unix in the password stack, and set minlen = {length} in \
+                 /etc/security/pwquality.conf."
+            ),
             Some(PamFamily::RedHat) => format!(
                 "{set_minlen} If pam_pwquality.so is missing from /etc/pam.d/system-auth, \
                  re-apply the profile with sudo authselect apply-changes."
@@ -174,10 +179,11 @@ pub(super) fn judge_pam(
         PamFacts::NoPasswordStack => {
             evidence.insert("pam_family".into(), Value::Null);
             evidence.insert("pam_stacks".into(), json!([]));
-            findings.push(Finding::Unknown(format!(
-                "found no PAM password stack: none of {DEBIAN_PASSWORD_STACK}, {} exists",
-                REDHAT_PASSWORD_STACKS.join(", ")
-            )));
+            findings.push(Finding::Unknown(
+                "found no PAM configuration for any password-changing service (passwd, \
+                 chpasswd, …) in /etc/pam.d or /usr/lib/pam.d, nor for other"
+                    .to_owned(),
+            ));
             return None;
         }
         PamFacts::Stacks { family, stacks } => (*family, stacks),
@@ -186,7 +192,7 @@ pub(super) fn judge_pam(
 
     // Judge each stack, then merge stacks that reached the same conclusion so
     // that Fedora's two identical files give one sentence naming both.
-    let mut merged: Vec<(Finding, Vec<&str>)> = Vec::new();
+    let mut merged: Vec<(Finding, Vec<&PamStack>)> = Vec::new();
     let mut stack_evidence = Vec::new();
     let mut shortest_overall: Option<i64> = None;
     for stack in stacks {
@@ -196,14 +202,15 @@ pub(super) fn judge_pam(
         }
         stack_evidence.push(judged.evidence);
         match merged.iter_mut().find(|(f, _)| *f == judged.finding) {
-            Some((_, roots)) => roots.push(&stack.root),
-            None => merged.push((judged.finding, vec![&stack.root])),
+            Some((_, same)) => same.push(stack),
+            None => merged.push((judged.finding, vec![stack])),
         }
     }
     evidence.insert("pam_stacks".into(), Value::Array(stack_evidence));
     evidence.insert("shortest_accepted_length".into(), json!(shortest_overall));
-    for (finding, roots) in merged {
-        let place = |message: String| message.replace(STACK, &roots.join(" and "));
+    for (finding, same) in merged {
+        let where_ = stacks_named(&same);
+        let place = |message: String| message.replace(STACK, &where_);
         findings.push(match finding {
             Finding::Pass(m) => Finding::Pass(place(m)),
             Finding::Fail(m, fix) => Finding::Fail(place(m), fix),
@@ -211,6 +218,30 @@ pub(super) fn judge_pam(
         });
     }
     Some(family)
+}
+
+/// How a finding names the stacks it is about: their files, and the
+/// services they are run for when the probe found them by service, e.g.
+/// `/etc/pam.d/passwd, /etc/pam.d/login: services passwd, login`.
+fn stacks_named(stacks: &[&PamStack]) -> String {
+    let roots: Vec<&str> = stacks.iter().map(|s| s.root.as_str()).collect();
+    let services: Vec<&str> = stacks.iter().filter_map(|s| s.service.as_deref()).collect();
+    let mut roots_once: Vec<&str> = Vec::new();
+    for root in roots {
+        if !roots_once.contains(&root) {
+            roots_once.push(root);
+        }
+    }
+    if services.is_empty() {
+        roots_once.join(" and ")
+    } else {
+        format!(
+            "{}: service{} {}",
+            roots_once.join(", "),
+            if services.len() == 1 { "" } else { "s" },
+            services.join(", ")
+        )
+    }
 }
 
 pub(super) fn judge_max_age(

@@ -3,11 +3,13 @@
 //! host root) and hands the text to the pure parsers. A file that cannot be
 //! read becomes a fact, so the evaluator can say which one. Judges nothing.
 
+use super::pam::PAM_CONFIG_DIRS;
 use super::{
-    DEBIAN_PASSWORD_STACK, FileState, LOGIN_DEFS, LinuxPasswordFacts, MAX_SYMLINK_HOPS,
-    PWQUALITY_VENDOR_DROP_IN_DIR, PWQUALITY_VENDOR_FILE, PamEntryKind, PamFacts, PamFamily,
-    PwqualityFacts, REDHAT_PASSWORD_STACKS, load_password_stack, parse_login_defs, pwquality,
-    pwquality_file_order, read_pwquality_files,
+    DEBIAN_PASSWORD_STACK, FALLBACK_SERVICE, FileState, LOGIN_DEFS, LinuxPasswordFacts,
+    MAX_SYMLINK_HOPS, PASSWORD_SERVICES, PWQUALITY_VENDOR_DROP_IN_DIR, PWQUALITY_VENDOR_FILE,
+    PamEntryKind, PamFacts, PamFamily, PamStack, PwqualityFacts, REDHAT_PASSWORD_STACKS,
+    ServiceScope, load_password_stack, parse_login_defs, pwquality, pwquality_file_order,
+    read_pwquality_files,
 };
 use crate::sys::Host;
 
@@ -65,26 +67,48 @@ pub(super) fn probe_pwquality(host: &Host) -> PwqualityFacts {
     }
 }
 
+/// The stack of each password-changing service ([`PASSWORD_SERVICES`]),
+/// found where libpam finds it: `/etc/pam.d/NAME`, then the distribution's
+/// `/usr/lib/pam.d/NAME`, then (for a service every system has) the `other`
+/// service's file, which libpam runs for a service without one.
 pub(super) fn probe_pam(host: &Host) -> PamFacts {
     let exists = |path: &str| !matches!(read_in_root(host, path), Ok(None));
-    let (family, roots): (PamFamily, Vec<&str>) = if exists(DEBIAN_PASSWORD_STACK) {
-        (PamFamily::Debian, vec![DEBIAN_PASSWORD_STACK])
+    let family = if exists(DEBIAN_PASSWORD_STACK) {
+        PamFamily::Debian
+    } else if REDHAT_PASSWORD_STACKS.iter().any(|path| exists(path)) {
+        PamFamily::RedHat
     } else {
-        let found: Vec<&str> = REDHAT_PASSWORD_STACKS
-            .iter()
-            .copied()
-            .filter(|path| exists(path))
-            .collect();
-        if found.is_empty() {
-            return PamFacts::NoPasswordStack;
-        }
-        (PamFamily::RedHat, found)
+        PamFamily::Other
     };
+    let service_file = |name: &str| {
+        PAM_CONFIG_DIRS
+            .iter()
+            .map(|dir| format!("{dir}/{name}"))
+            .find(|path| exists(path))
+    };
+    let fallback = service_file(FALLBACK_SERVICE);
+    let mut roots: Vec<(String, String)> = Vec::new();
+    let mut missing: Vec<&str> = Vec::new();
+    for (name, scope, _why) in PASSWORD_SERVICES {
+        match (service_file(name), scope, &fallback) {
+            (Some(path), _, _) => roots.push((name.to_owned(), path)),
+            (None, ServiceScope::Always, Some(other)) => roots.push((
+                format!("{name} (no file of its own: libpam runs {FALLBACK_SERVICE})"),
+                other.clone(),
+            )),
+            (None, ServiceScope::Always, None) => missing.push(name),
+            (None, ServiceScope::WhereInstalled, _) => {}
+        }
+    }
+    if roots.is_empty() {
+        return PamFacts::NoPasswordStack;
+    }
     let mut load = |path: &str| read_in_root(host, path);
-    let stacks = roots
+    let mut stacks: Vec<PamStack> = roots
         .into_iter()
-        .map(|root| {
-            let mut stack = load_password_stack(root, &mut load);
+        .map(|(service, root)| {
+            let mut stack = load_password_stack(&root, &mut load);
+            stack.service = Some(service);
             for entry in &mut stack.entries {
                 if entry.skip_if_missing && entry.module_name() == Some("pam_pwquality.so") {
                     if let PamEntryKind::Module { path, .. } = &entry.kind {
@@ -95,6 +119,20 @@ pub(super) fn probe_pam(host: &Host) -> PamFacts {
             stack
         })
         .collect();
+    // A service every system runs, with neither a file nor `other` to fall
+    // back on: libpam refuses every change through it, which is not for
+    // this rule to call compliant, so its stack cannot be judged.
+    for name in missing {
+        stacks.push(PamStack {
+            service: Some(name.to_owned()),
+            root: format!("/etc/pam.d/{name}"),
+            entries: Vec::new(),
+            files_read: Vec::new(),
+            problems: vec![format!(
+                "the PAM service {name} has no file, and there is no {FALLBACK_SERVICE} to fall back on"
+            )],
+        });
+    }
     PamFacts::Stacks { family, stacks }
 }
 

@@ -91,6 +91,67 @@ pub struct PasswordRule;
 
 /// Debian and Ubuntu: the stack every service's `password` lines include.
 pub const DEBIAN_PASSWORD_STACK: &str = "/etc/pam.d/common-password";
+
+/// Whether a password-changing PAM service is judged on every system, or
+/// only where its program is installed (its PAM file is there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceScope {
+    /// Part of every Linux system (shadow's `passwd` and `chpasswd`): with
+    /// no file of its own, libpam runs the `other` service's stack for it.
+    Always,
+    /// A program that may not be installed: judged when its file exists.
+    WhereInstalled,
+}
+
+/// The PAM services that set a password, and why each matters. A password
+/// is set through the service of the program that asks for it, so each has
+/// its own stack (Debian's all `@include common-password`; Fedora's
+/// `passwd` takes `system-auth` as a substack and `sshd` takes
+/// `password-auth`). Programs that change an *expired* password at login
+/// (`login`, `sshd`, the display managers, polkit's agent) set passwords
+/// too.
+pub const PASSWORD_SERVICES: [(&str, ServiceScope, &str); 9] = [
+    (
+        "passwd",
+        ServiceScope::Always,
+        "passwd(1); GNOME Settings runs passwd",
+    ),
+    ("chpasswd", ServiceScope::Always, "chpasswd(8)"),
+    ("newusers", ServiceScope::WhereInstalled, "newusers(8)"),
+    (
+        "login",
+        ServiceScope::WhereInstalled,
+        "console login, for an expired password",
+    ),
+    (
+        "sshd",
+        ServiceScope::WhereInstalled,
+        "SSH login, for an expired password",
+    ),
+    (
+        "gdm-password",
+        ServiceScope::WhereInstalled,
+        "GNOME's login screen, for an expired password",
+    ),
+    (
+        "lightdm",
+        ServiceScope::WhereInstalled,
+        "LightDM's login screen, for an expired password",
+    ),
+    (
+        "sddm",
+        ServiceScope::WhereInstalled,
+        "KDE's login screen, for an expired password",
+    ),
+    (
+        "polkit-1",
+        ServiceScope::WhereInstalled,
+        "polkit's authentication agent, for an expired password",
+    ),
+];
+
+/// The service libpam runs for a service that has no file of its own.
+pub const FALLBACK_SERVICE: &str = "other";
 /// Fedora and RHEL (authselect): local and remote services' stacks.
 pub const REDHAT_PASSWORD_STACKS: [&str; 2] =
     ["/etc/pam.d/system-auth", "/etc/pam.d/password-auth"];
@@ -131,11 +192,13 @@ pub enum FileState<T> {
     Read(T),
 }
 
-/// Which distribution family's PAM layout was found.
+/// Which distribution family's PAM layout was found (for the fix text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PamFamily {
     Debian,
     RedHat,
+    /// Neither Debian's `common-password` nor Red Hat's `system-auth`.
+    Other,
 }
 
 impl PamFamily {
@@ -143,13 +206,15 @@ impl PamFamily {
         match self {
             Self::Debian => "debian",
             Self::RedHat => "redhat",
+            Self::Other => "other",
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PamFacts {
-    /// None of the known root files exists.
+    /// There is no PAM configuration: neither `/etc/pam.d` nor
+    /// `/usr/lib/pam.d` holds a password service's file or `other`.
     NoPasswordStack,
     Stacks {
         family: PamFamily,
@@ -323,3 +388,5 @@ use linux::probe as probe_linux;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_services;

@@ -20,7 +20,7 @@ pub const PAM_MAX_FILES_PER_STACK: usize = 64;
 /// Where Linux-PAM looks for a file named without a path
 /// (`_pam_open_config_file`: `PAM_CONFIG_DF`, then the distribution
 /// directory `PAM_CONFIG_DIST_DF`).
-const PAM_CONFIG_DIRS: [&str; 2] = ["/etc/pam.d", "/usr/lib/pam.d"];
+pub const PAM_CONFIG_DIRS: [&str; 2] = ["/etc/pam.d", "/usr/lib/pam.d"];
 
 /// What a module's return code makes the stack do (pam.conf(5)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +223,10 @@ impl PamEntry {
 /// The password stack behind one root file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PamStack {
+    /// The PAM service this stack is run for, e.g. `passwd`, or
+    /// `chpasswd (no file of its own: libpam runs other)`; `None` for a stack
+    /// read from a file alone.
+    pub service: Option<String>,
     pub root: String,
     pub entries: Vec<PamEntry>,
     /// Every file read, in order.
@@ -421,6 +425,7 @@ pub type PamFileLoader<'a> = dyn FnMut(&str) -> Result<Option<String>, String> +
 /// following `include`, `substack` and `@include` as libpam does.
 pub fn load_password_stack(root: &str, load: &mut PamFileLoader<'_>) -> PamStack {
     let mut stack = PamStack {
+        service: None,
         root: root.to_owned(),
         entries: Vec::new(),
         files_read: Vec::new(),

@@ -4,6 +4,7 @@
 //! table of evaluator cases over every branch.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use palisade_shared::policy::{PasswordPolicy, RuleSettings};
 use palisade_shared::report::{CheckStatus, Mode};
@@ -11,12 +12,12 @@ use palisade_shared::report::{CheckStatus, Mode};
 use super::pwquality::{PWQUALITY_MAIN_FILE, brute_force_shortest_length};
 use super::*;
 
-const FIXTURES: &str = concat!(
+pub(super) const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/linux/password_policy"
 );
 
-fn fixture_host(scenario: &str) -> Host {
+pub(super) fn fixture_host(scenario: &str) -> Host {
     Host::with_root(format!("{FIXTURES}/{scenario}"))
 }
 
@@ -37,7 +38,7 @@ fn policy(min_length: u32, min_classes: Option<u32>, max_age_days: Option<u32>) 
     }
 }
 
-fn baseline() -> PasswordPolicy {
+pub(super) fn baseline() -> PasswordPolicy {
     policy(12, None, None)
 }
 
@@ -559,7 +560,7 @@ fn memory_stack(root: &str, files: &[(&str, &str)]) -> PamStack {
     )
 }
 
-fn modules(stack: &PamStack) -> Vec<&str> {
+pub(super) fn modules(stack: &PamStack) -> Vec<&str> {
     stack
         .entries
         .iter()
@@ -803,7 +804,14 @@ fn probe_reads_the_captured_trees() {
         panic!("{:?}", debian.pam)
     };
     assert_eq!(*family, PamFamily::Debian);
-    assert_eq!(stacks.len(), 1);
+    let services: Vec<&str> = stacks.iter().filter_map(|s| s.service.as_deref()).collect();
+    assert_eq!(services, ["passwd", "chpasswd"]);
+    assert!(
+        stacks
+            .iter()
+            .all(|s| s.files_read.last().map(String::as_str) == Some(DEBIAN_PASSWORD_STACK)),
+        "{stacks:?}"
+    );
 
     let fedora = probe_linux(&fixture_host("fedora-36-authselect-sssd"));
     assert_eq!(fedora.login_defs, FileState::Absent);
@@ -812,10 +820,25 @@ fn probe_reads_the_captured_trees() {
     };
     assert_eq!(*family, PamFamily::RedHat);
     let roots: Vec<&str> = stacks.iter().map(|s| s.root.as_str()).collect();
-    assert_eq!(roots, REDHAT_PASSWORD_STACKS);
+    assert_eq!(roots, ["/etc/pam.d/passwd", "/etc/pam.d/chpasswd"]);
+    assert!(
+        stacks[0]
+            .files_read
+            .contains(&REDHAT_PASSWORD_STACKS[0].to_owned()),
+        "passwd takes system-auth as a substack: {:?}",
+        stacks[0].files_read
+    );
 
     let none = probe_linux(&fixture_host("fedora-legacy-login-defs"));
     assert_eq!(none.pam, PamFacts::NoPasswordStack);
+}
+
+/// Writes `/etc/pam.d/passwd` and `chpasswd` holding `line`, as every
+/// system has them (Debian's: `@include common-password`).
+fn write_services(root: &Path, line: &str) {
+    for service in ["passwd", "chpasswd"] {
+        std::fs::write(root.join("etc/pam.d").join(service), format!("{line}\n")).unwrap();
+    }
 }
 
 #[test]
@@ -825,6 +848,7 @@ fn unreadable_files_become_facts_with_their_path() {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("etc/login.defs")).unwrap();
     std::fs::create_dir_all(root.path().join("etc/pam.d/common-password")).unwrap();
+    write_services(root.path(), "@include common-password");
     let facts = probe_linux(&Host::with_root(root.path()));
     assert!(matches!(&facts.login_defs, FileState::Unreadable(_)));
     let verdict = evaluate_linux(&facts, &policy(12, None, Some(90)));
@@ -860,12 +884,14 @@ fn absolute_symlinks_are_followed_inside_the_host_root() {
         root.path().join("etc/pam.d/system-auth"),
     )
     .unwrap();
+    write_services(root.path(), "password substack system-auth");
     let facts = probe_linux(&Host::with_root(root.path()));
     let PamFacts::Stacks { stacks, .. } = &facts.pam else {
         panic!("{:?}", facts.pam)
     };
-    assert_eq!(stacks.len(), 1);
-    assert_eq!(modules(&stacks[0])[0], "pam_pwquality.so");
+    assert_eq!(stacks.len(), 2);
+    assert_eq!(modules(&stacks[0])[0], "-", "the substack line");
+    assert_eq!(modules(&stacks[0])[1], "pam_pwquality.so");
 }
 
 #[test]
@@ -879,6 +905,7 @@ fn optional_pwquality_lines_count_only_when_the_module_is_installed() {
          password requisite pam_deny.so\npassword required pam_permit.so\n",
     )
     .unwrap();
+    write_services(root.path(), "@include common-password");
     let host = Host::with_root(root.path());
     let before = evaluate_linux(&probe_linux(&host), &baseline());
     assert_eq!(before.status, CheckStatus::Fail, "{}", before.summary);
@@ -1074,7 +1101,7 @@ fn evaluator_table() {
             .fix("(pam_pwquality is in the default authselect profile)"),
         case("no PAM stack at all", "", "")
             .tweak(|f| f.pam = PamFacts::NoPasswordStack)
-            .expect(Unknown, &["found no PAM password stack"]),
+            .expect(Unknown, &["found no PAM configuration for any password-changing service"]),
         case("stack with a missing include", "@include nowhere\n", "")
             .expect(Unknown, &["could not read the whole PAM password stack", "nowhere"]),
         case("cracklib instead", "password requisite pam_cracklib.so minlen=15\n", "")
