@@ -170,11 +170,33 @@ fn max_age_policy_passes_against_pass_max_days_90() {
 }
 
 #[test]
-fn cracklib_is_unknown_not_pass() {
+fn cracklib_is_evaluated_with_its_own_arguments_and_defaults() {
+    // Negative credits: fifteen characters, one of each class.
     let scenario = Scenario::from_fixture("debian-cstallar-cracklib");
     let run = scenario.check(None);
-    let check = run.expect(3, "unknown");
-    run.expect_summary(&check, &["pam_cracklib.so", "not evaluated yet"]);
+    let check = run.expect(0, "pass");
+    run.expect_summary(&check, &["at least 15 characters"]);
+    // minlen=8 with pam_cracklib's default credit of 1 per class: four
+    // characters of four classes score 8.
+    let scenario = Scenario::from_fixture("ubuntu-20.04-vultr-cracklib");
+    let run = scenario.check(None);
+    let check = run.expect(1, "fail");
+    run.expect_summary(
+        &check,
+        &[
+            "accepts passwords of 4 characters",
+            "the pam_cracklib argument in /etc/pam.d/common-password",
+            "(the pam_cracklib default)",
+        ],
+    );
+    assert!(
+        check["fix"]
+            .as_str()
+            .unwrap()
+            .contains("On the pam_cracklib line"),
+        "{}",
+        run.explain()
+    );
 }
 
 #[test]
@@ -182,5 +204,8 @@ fn a_tree_without_a_pam_password_stack_is_unknown() {
     let scenario = Scenario::from_fixture("fedora-legacy-login-defs");
     let run = scenario.check(None);
     let check = run.expect(3, "unknown");
-    run.expect_summary(&check, &["found no PAM password stack"]);
+    run.expect_summary(
+        &check,
+        &["found no PAM configuration for any password-changing service"],
+    );
 }

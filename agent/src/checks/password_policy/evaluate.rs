@@ -75,6 +75,31 @@ pub(super) fn fix_text(fix: &Fix, family: Option<PamFamily>, policy: &PasswordPo
             "Make the pam_pwquality line in {location} `requisite`: with `{control}` a rejected \
              password is set anyway."
         ),
+        Fix::CheckBeforeSetting {
+            module,
+            location,
+            skipper,
+        } => format!(
+            "Move the {module} line ({location}) above {skipper}, as `requisite`, and give \
+             pam_unix `use_authtok`: then no password is set before it is checked."
+        ),
+        Fix::UseAuthtok {
+            module,
+            location,
+            writer,
+        } => format!(
+            "Add use_authtok to {writer}, so that it sets only a password {module} accepted, or \
+             make the {module} line ({location}) `requisite`."
+        ),
+        Fix::CracklibArguments {
+            location,
+            arguments,
+        } => format!(
+            "On the pam_cracklib line ({location}) set {}: pam_cracklib reads only its own \
+             arguments, and by default credits one character per class. Or replace it with \
+             pam_pwquality, its successor.",
+            arguments.join(" ")
+        ),
         Fix::SetMaxDays => {
             let days = policy.max_age_days.unwrap_or_default();
             format!(
@@ -220,24 +245,32 @@ pub(super) fn judge_pam(
     Some(family)
 }
 
-/// How a finding names the stacks it is about: their files, and the
-/// services they are run for when the probe found them by service, e.g.
-/// `/etc/pam.d/passwd, /etc/pam.d/login: services passwd, login`.
+/// How a finding names the stacks it is about: the files they were read
+/// from (so the file to edit is named), and the services they are run for
+/// when the probe found them by service, e.g. `/etc/pam.d/passwd,
+/// /etc/pam.d/common-password, /etc/pam.d/chpasswd: services passwd,
+/// chpasswd`.
 fn stacks_named(stacks: &[&PamStack]) -> String {
-    let roots: Vec<&str> = stacks.iter().map(|s| s.root.as_str()).collect();
     let services: Vec<&str> = stacks.iter().filter_map(|s| s.service.as_deref()).collect();
-    let mut roots_once: Vec<&str> = Vec::new();
-    for root in roots {
-        if !roots_once.contains(&root) {
-            roots_once.push(root);
+    let mut files: Vec<&str> = Vec::new();
+    for stack in stacks {
+        let read = if services.is_empty() || stack.files_read.is_empty() {
+            std::slice::from_ref(&stack.root)
+        } else {
+            &stack.files_read[..]
+        };
+        for file in read {
+            if !files.contains(&file.as_str()) {
+                files.push(file);
+            }
         }
     }
     if services.is_empty() {
-        roots_once.join(" and ")
+        files.join(" and ")
     } else {
         format!(
             "{}: service{} {}",
-            roots_once.join(", "),
+            files.join(", "),
             if services.len() == 1 { "" } else { "s" },
             services.join(", ")
         )

@@ -27,6 +27,24 @@ pub(super) enum Fix {
         location: String,
         control: String,
     },
+    /// The quality module is skipped when `skipper` succeeds.
+    CheckBeforeSetting {
+        module: &'static str,
+        location: String,
+        skipper: String,
+    },
+    /// `writer` asks for a password again after the quality module
+    /// rejected one.
+    UseAuthtok {
+        module: &'static str,
+        location: String,
+        writer: String,
+    },
+    /// pam_cracklib reads only its own arguments.
+    CracklibArguments {
+        location: String,
+        arguments: Vec<String>,
+    },
     SetMaxDays,
 }
 

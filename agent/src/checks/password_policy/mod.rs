@@ -3,9 +3,12 @@
 //!
 //! Linux: PAM enforces it. The probe reads every file through [`Host`] so
 //! `--host-root` works:
-//! - the PAM password stack: `/etc/pam.d/common-password` (Debian, Ubuntu),
-//!   or else `/etc/pam.d/system-auth` and `/etc/pam.d/password-auth` (Fedora,
-//!   RHEL), with their `include`/`substack`/`@include` files ([`pam`]);
+//! - the PAM password stack of each service that sets passwords
+//!   ([`PASSWORD_SERVICES`]: `passwd`, `chpasswd`, and where installed
+//!   `login`, `sshd`, the display managers and polkit), found as libpam
+//!   finds it: `/etc/pam.d/NAME`, the distribution's `/usr/lib/pam.d/NAME`,
+//!   else the `other` service, with their `include`/`substack`/`@include`
+//!   files ([`pam`]);
 //! - libpwquality's configuration: `/etc/security/pwquality.conf.d/*.conf`
 //!   then `/etc/security/pwquality.conf` ([`pwquality`]);
 //! - `/etc/login.defs` for `PASS_MAX_DAYS` ([`login_defs`]).
@@ -15,14 +18,21 @@
 //! password stack, runs on every path, and fails the change when it rejects
 //! a password. The length compared with the policy is the shortest password
 //! the settings accept, credits included ([`shortest_accepted_length`]).
-//! pam_cracklib, pam_passwdqc and a vendor configuration under
-//! `/usr/lib/security` are reported `unknown` (not evaluated yet), never
-//! `pass`.
+//! pam_cracklib is judged the same way with its own arguments and defaults
+//! (`cracklib.rs`), and pam_unix's own `minlen` counts where pam_unix is
+//! the only module setting passwords (`paths.rs`). A stack that certainly
+//! sets a password its quality module has not checked (a pam_unix that
+//! asks for the password itself, before the quality module or after it
+//! rejected one without ending the stack) fails, naming the line; one that
+//! only may (a conditional jump, a domain module) is `unknown`. pam_passwdqc and a vendor configuration
+//! under `/usr/lib/security` are reported `unknown` (not evaluated yet),
+//! never `pass`.
 //!
 //! Not covered on Linux: accounts that exist already keep their own expiry
-//! in `/etc/shadow` (login.defs sets it for new accounts); services whose
-//! PAM file does not include the stack above; root, whom pam_pwquality only
-//! warns unless `enforce_for_root` is set (shown in the evidence).
+//! in `/etc/shadow` (login.defs sets it for new accounts); root, whom
+//! pam_pwquality only warns unless `enforce_for_root` is set (shown in the
+//! evidence), which also means `chpasswd`, run by root, sets any password
+//! an administrator types.
 //!
 //! Windows: the local account policy from `NetUserModalsGet` levels 0
 //! (length, ages) and 3 (lockout), and "Password must meet complexity
@@ -46,6 +56,7 @@
 //! text; `evaluate.rs` (with `stack.rs` and `finding.rs`) and
 //! `evaluate_windows.rs` decide. Only the probes reach the machine.
 
+mod cracklib;
 pub mod enforce;
 mod evaluate;
 mod evaluate_windows;
@@ -58,6 +69,7 @@ pub mod login_defs;
 mod macos;
 pub mod pam;
 pub mod parse_windows;
+mod paths;
 pub mod pwquality;
 mod stack;
 #[cfg(windows)]
@@ -181,7 +193,11 @@ const PASSWORD_WRITING_MODULES: [&str; 5] = [
 ];
 
 /// Quality checkers this rule does not evaluate yet.
-const OTHER_QUALITY_MODULES: [&str; 2] = ["pam_cracklib.so", "pam_passwdqc.so"];
+const OTHER_QUALITY_MODULES: [&str; 1] = ["pam_passwdqc.so"];
+
+/// pam_unix's own length check for the passwords it sets (`minlen=`,
+/// pam_unix(8): "The default value is 6"), made for every user but root.
+const PAM_UNIX_DEFAULT_MINLEN: i64 = 6;
 
 /// A file the probe looked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,6 +35,10 @@ pub enum SettingSource {
     File { path: String, line: usize },
     /// An argument on a `pam_pwquality.so` line.
     PamArgument { file: String, line: usize },
+    /// pam_cracklib's built-in default (it reads no configuration file).
+    CracklibDefault,
+    /// An argument on a `pam_cracklib.so` line.
+    CracklibArgument { file: String, line: usize },
 }
 
 impl fmt::Display for SettingSource {
@@ -44,6 +48,10 @@ impl fmt::Display for SettingSource {
             Self::File { path, line } => write!(f, "{path} line {line}"),
             Self::PamArgument { file, line } => {
                 write!(f, "the pam_pwquality argument in {file} line {line}")
+            }
+            Self::CracklibDefault => f.write_str("the pam_cracklib default"),
+            Self::CracklibArgument { file, line } => {
+                write!(f, "the pam_cracklib argument in {file} line {line}")
             }
         }
     }
@@ -57,7 +65,7 @@ pub struct Setting<T> {
 }
 
 impl<T> Setting<T> {
-    fn default_value(value: T) -> Self {
+    pub(super) fn default_value(value: T) -> Self {
         Self {
             value,
             source: SettingSource::Default,
@@ -474,7 +482,9 @@ pub fn apply_pam_arguments(
 /// library). cracklib's own "too short" check is not counted, because
 /// `dictcheck = 0` turns it off.
 pub fn shortest_accepted_length(settings: &PwqualitySettings) -> i64 {
-    let minlen = settings.minlen.value.max(PWQUALITY_MIN_LENGTH_FLOOR);
+    // Already at its floor: libpwquality raises it to 6 as it reads it, and
+    // pam_cracklib to 5 (`cracklib.rs`).
+    let minlen = settings.minlen.value;
     let credits = settings.credits();
     let required: i64 = credits.iter().filter(|c| **c < 0).map(|c| -c).sum();
     let creditable: i64 = credits.iter().filter(|c| **c > 0).sum();
@@ -514,7 +524,9 @@ pub fn shortest_accepted_length(settings: &PwqualitySettings) -> i64 {
 
 #[cfg(test)]
 pub(super) fn brute_force_shortest_length(settings: &PwqualitySettings) -> i64 {
-    let minlen = settings.minlen.value.max(PWQUALITY_MIN_LENGTH_FLOOR);
+    // Already at its floor: libpwquality raises it to 6 as it reads it, and
+    // pam_cracklib to 5 (`cracklib.rs`).
+    let minlen = settings.minlen.value;
     let credits = settings.credits();
     let minclass = settings.minclass.value.clamp(0, PWQUALITY_CLASS_COUNT);
     for length in 0..200_i64 {

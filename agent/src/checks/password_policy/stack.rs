@@ -4,7 +4,10 @@
 use palisade_shared::policy::PasswordPolicy;
 use serde_json::{Value, json};
 
+use super::cracklib::cracklib_settings;
 use super::finding::{Finding, Fix, STACK};
+use super::paths::{certainly_skipped, judge_pam_unix_alone, prompts_itself};
+use super::pwquality::ArgumentOutcome;
 use super::{
     OTHER_QUALITY_MODULES, PASSWORD_WRITING_MODULES, PamAction, PamEntry, PamStack, PwqualityFacts,
     PwqualitySettings, SettingSource, apply_pam_arguments, shortest_accepted_length,
@@ -18,9 +21,35 @@ pub(super) struct JudgedStack {
     pub(super) evidence: Value,
 }
 
-/// How one pam_pwquality line counts.
+/// The quality modules this rule evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Checker {
+    Pwquality,
+    /// Older, reads only its own arguments (`cracklib.rs`).
+    Cracklib,
+}
+
+impl Checker {
+    pub(super) fn of(entry: &PamEntry) -> Option<Self> {
+        match entry.module_name()? {
+            "pam_pwquality.so" => Some(Self::Pwquality),
+            "pam_cracklib.so" => Some(Self::Cracklib),
+            _ => None,
+        }
+    }
+
+    pub(super) fn module(self) -> &'static str {
+        match self {
+            Self::Pwquality => "pam_pwquality.so",
+            Self::Cracklib => "pam_cracklib.so",
+        }
+    }
+}
+
+/// How one quality module line counts.
 #[derive(Debug)]
 pub(super) struct PwqualityLine<'a> {
+    pub(super) checker: Checker,
     pub(super) entry: &'a PamEntry,
     pub(super) settings: PwqualitySettings,
     pub(super) ignored_arguments: Vec<String>,
@@ -34,25 +63,44 @@ pub(super) struct PwqualityLine<'a> {
 pub(super) enum Exclusion {
     /// `-password` and the module is not installed: PAM skips it silently.
     NotInstalled,
-    /// An earlier line can skip it.
+    /// An earlier line can skip it, on a path that is not the usual one
+    /// (a condition, a domain account's module).
     MaySkip(String),
+    /// On the usual path of a password change an earlier line sets the
+    /// password before this one checks it (pam_unix asking for it itself).
+    Skipped { reason: String, skipper: String },
     /// Its control ignores a failure.
     Ignored(PamAction),
     /// It fails without ending the stack, and a later module sets the
-    /// password anyway.
-    Bypassed(String),
+    /// password anyway; `certain` when that module is pam_unix, which asks
+    /// for the password itself (a domain module does so only for domain
+    /// accounts).
+    Bypassed {
+        reason: String,
+        writer: String,
+        certain: bool,
+    },
 }
 
 impl Exclusion {
     fn describe(&self) -> String {
         match self {
             Self::NotInstalled => {
-                "the line starts with `-` and pam_pwquality.so is not installed, so PAM skips it"
-                    .into()
+                "the line starts with `-` and the module is not installed, so PAM skips it".into()
             }
             Self::MaySkip(reason) => format!("it may not run: {reason}"),
+            Self::Skipped { reason, .. } => reason.clone(),
             Self::Ignored(action) => format!("a failure is ignored (action `{action}`)"),
-            Self::Bypassed(reason) => reason.clone(),
+            Self::Bypassed { reason, .. } => reason.clone(),
+        }
+    }
+
+    /// Whether the usual password change certainly gets past the line.
+    fn is_certain(&self) -> bool {
+        match self {
+            Self::NotInstalled | Self::MaySkip(_) => false,
+            Self::Skipped { .. } | Self::Ignored(_) => true,
+            Self::Bypassed { certain, .. } => *certain,
         }
     }
 }
@@ -63,7 +111,15 @@ pub(super) fn assess_pwquality_line<'a>(
     base: &PwqualitySettings,
 ) -> PwqualityLine<'a> {
     let entry = &entries[index];
-    let outcome = apply_pam_arguments(base, entry.arguments(), &entry.file, entry.line);
+    let checker = Checker::of(entry).unwrap_or(Checker::Pwquality);
+    let outcome = match checker {
+        Checker::Pwquality => apply_pam_arguments(base, entry.arguments(), &entry.file, entry.line),
+        Checker::Cracklib => ArgumentOutcome {
+            settings: cracklib_settings(entry.arguments(), &entry.file, entry.line),
+            ignored: Vec::new(),
+            custom_config: None,
+        },
+    };
     // pam_pwquality returns PAM_AUTHTOK_ERR for a rejected password, or
     // PAM_MAXTRIES when it allowed retries (src/pam_pwquality.c).
     let on_failure = [
@@ -74,6 +130,8 @@ pub(super) fn assess_pwquality_line<'a>(
         Some(Exclusion::NotInstalled)
     } else if let Some(action) = on_failure.iter().find(|a| !a.fails_the_stack()) {
         Some(Exclusion::Ignored(*action))
+    } else if let Some((reason, skipper)) = certainly_skipped(entries, index) {
+        Some(Exclusion::Skipped { reason, skipper })
     } else if let Some(reason) = why_entry_may_be_skipped(entries, index) {
         Some(Exclusion::MaySkip(reason))
     } else if !on_failure.iter().all(|a| a.ends_the_stack()) {
@@ -83,22 +141,25 @@ pub(super) fn assess_pwquality_line<'a>(
                 later
                     .module_name()
                     .is_some_and(|m| PASSWORD_WRITING_MODULES.contains(&m))
-                    && !later.arguments().iter().any(|a| a == "use_authtok")
+                    && prompts_itself(later)
             })
-            .map(|later| {
-                Exclusion::Bypassed(format!(
+            .map(|later| Exclusion::Bypassed {
+                reason: format!(
                     "its control `{}` lets the stack go on after a rejection, and {} ({}) then \
-                     asks for a new password itself (no use_authtok)",
+                     asks for a new password itself (no use_authtok) and sets it",
                     entry.control.text,
                     later.location(),
                     later.module_name().unwrap_or_default()
-                ))
+                ),
+                writer: later.location(),
+                certain: later.module_name() == Some("pam_unix.so"),
             })
     } else {
         None
     };
     let shortest = shortest_accepted_length(&outcome.settings);
     PwqualityLine {
+        checker,
         entry,
         settings: outcome.settings,
         ignored_arguments: outcome.ignored,
@@ -117,7 +178,7 @@ pub(super) fn judge_stack(
         .entries
         .iter()
         .enumerate()
-        .filter(|(_, e)| e.module_name() == Some("pam_pwquality.so"))
+        .filter(|(_, e)| Checker::of(e).is_some())
         .map(|(index, _)| assess_pwquality_line(&stack.entries, index, &pwq.config.settings))
         .collect();
     let other_checkers: Vec<&PamEntry> = stack
@@ -198,18 +259,9 @@ pub(super) fn judge_stack(
                 None,
             );
         }
-        if let Some((entry, minlen)) = unix_minlen
-            .iter()
-            .find(|(_, n)| *n >= i64::from(policy.min_length))
-        {
-            return judged(
-                Finding::Unknown(format!(
-                    "pam_unix.so minlen={minlen} ({}) may enforce the length in {STACK}, but \
-                     only pam_pwquality is evaluated yet",
-                    entry.location()
-                )),
-                None,
-            );
+        if let Some(judgement) = judge_pam_unix_alone(stack, policy) {
+            let (finding, shortest) = judgement;
+            return judged(finding, shortest);
         }
         let minlen = &pwq.config.settings.minlen;
         let message = if matches!(minlen.source, SettingSource::File { .. }) {
@@ -226,7 +278,8 @@ pub(super) fn judge_stack(
         };
         return judged(Finding::Fail(message, Fix::InstallPwquality), None);
     }
-    if !pwq.unreadable.is_empty() {
+    let reads_pwquality_files = present.iter().any(|l| l.checker == Checker::Pwquality);
+    if reads_pwquality_files && !pwq.unreadable.is_empty() {
         return judged(
             Finding::Unknown(format!(
                 "cannot read the pwquality configuration that {STACK} uses: {}",
@@ -249,27 +302,13 @@ pub(super) fn judge_stack(
     let counted: Vec<&&PwqualityLine<'_>> =
         present.iter().filter(|l| l.excluded.is_none()).collect();
     if counted.is_empty() {
-        // Only when every line ignores a rejection is the failure certain; a
-        // line that may be skipped still runs on some paths.
-        let all_ignored = present
+        // Only when every line is certainly got past is the failure
+        // certain; a line that may be skipped still runs on some paths.
+        let all_certain = present
             .iter()
-            .all(|l| matches!(l.excluded, Some(Exclusion::Ignored(_))));
-        if let Some(line) = present.first().filter(|_| all_ignored) {
-            return judged(
-                Finding::Fail(
-                    format!(
-                        "pam_pwquality does not stop weak passwords in {STACK}: its control \
-                         `{}` ({}) ignores a rejection",
-                        line.entry.control.text,
-                        line.entry.location()
-                    ),
-                    Fix::MakeRequisite {
-                        location: line.entry.location(),
-                        control: line.entry.control.text.clone(),
-                    },
-                ),
-                None,
-            );
+            .all(|l| l.excluded.as_ref().is_some_and(Exclusion::is_certain));
+        if let Some(line) = present.first().filter(|_| all_certain) {
+            return judged(certain_bypass(line), None);
         }
         let reason = present
             .iter()
@@ -280,9 +319,12 @@ pub(super) fn judge_stack(
             })
             .map(Exclusion::describe)
             .unwrap_or_default();
+        let module = present
+            .first()
+            .map_or("pam_pwquality.so", |l| l.checker.module());
         return judged(
             Finding::Unknown(format!(
-                "pam_pwquality may not check every password change in {STACK}: {reason}"
+                "{module} may not check every password change in {STACK}: {reason}"
             )),
             None,
         );
@@ -328,20 +370,30 @@ pub(super) fn judge_stack(
         };
         let pam_argument = matches!(settings.minlen.source, SettingSource::PamArgument { .. })
             .then(|| decisive.entry.location());
+        let positive_credits: Vec<String> = settings
+            .positive_credits()
+            .iter()
+            .map(|(name, _)| (*name).to_owned())
+            .collect();
+        let fix = match decisive.checker {
+            Checker::Pwquality => Fix::RaiseMinlen {
+                positive_credits,
+                pam_argument,
+            },
+            Checker::Cracklib => Fix::CracklibArguments {
+                location: decisive.entry.location(),
+                arguments: std::iter::once(format!("minlen={required_length}"))
+                    .chain(positive_credits.iter().map(|name| format!("{name}=0")))
+                    .collect(),
+            },
+        };
         return judged(
             Finding::Fail(
                 format!(
                     "PAM ({STACK}) accepts passwords of {shortest} characters ({explanation}); \
                      the policy requires {required_length}"
                 ),
-                Fix::RaiseMinlen {
-                    positive_credits: settings
-                        .positive_credits()
-                        .iter()
-                        .map(|(name, _)| (*name).to_owned())
-                        .collect(),
-                    pam_argument,
-                },
+                fix,
             ),
             Some(shortest),
         );
@@ -356,20 +408,28 @@ pub(super) fn judge_stack(
             let minclass = &settings.minclass;
             let pam_argument = matches!(minclass.source, SettingSource::PamArgument { .. })
                 .then(|| decisive.entry.location());
+            let fix = match decisive.checker {
+                Checker::Pwquality => Fix::RaiseMinclass { pam_argument },
+                Checker::Cracklib => Fix::CracklibArguments {
+                    location: decisive.entry.location(),
+                    arguments: vec![format!("minclass={required_classes}")],
+                },
+            };
             return judged(
                 Finding::Fail(
                     format!(
-                        "pam_pwquality in {STACK} requires {classes} character classes \
+                        "{} in {STACK} requires {classes} character classes \
                          (minclass from {}); the policy requires {required_classes}",
+                        decisive.checker.module().trim_end_matches(".so"),
                         minclass.source
                     ),
-                    Fix::RaiseMinclass { pam_argument },
+                    fix,
                 ),
                 Some(shortest),
             );
         }
     }
-    if !pwq.vendor_files.is_empty() {
+    if reads_pwquality_files && !pwq.vendor_files.is_empty() {
         return judged(
             Finding::Unknown(format!(
                 "libpwquality newer than 1.4.5 also reads {}, which is not evaluated yet \
@@ -406,4 +466,41 @@ pub(super) fn settings_evidence(settings: &PwqualitySettings) -> Value {
         "local_users_only": entry(json!(settings.local_users_only.value), &settings.local_users_only.source),
         "dictcheck": entry(json!(settings.dictcheck.value), &settings.dictcheck.source),
     })
+}
+
+/// The failure of a stack whose every quality line the usual password
+/// change gets past (see [`Exclusion::is_certain`]), with the fix for the
+/// first.
+fn certain_bypass(line: &PwqualityLine<'_>) -> Finding {
+    let module = line.checker.module();
+    let location = line.entry.location();
+    match &line.excluded {
+        Some(Exclusion::Skipped { reason, skipper }) => Finding::Fail(
+            format!("{module} does not check every password change in {STACK}: {reason}"),
+            Fix::CheckBeforeSetting {
+                module,
+                location,
+                skipper: skipper.clone(),
+            },
+        ),
+        Some(Exclusion::Bypassed { reason, writer, .. }) => Finding::Fail(
+            format!("{module} does not stop weak passwords in {STACK}: {reason}"),
+            Fix::UseAuthtok {
+                module,
+                location,
+                writer: writer.clone(),
+            },
+        ),
+        _ => Finding::Fail(
+            format!(
+                "{module} does not stop weak passwords in {STACK}: its control `{}` ({location}) \
+                 ignores a rejection",
+                line.entry.control.text,
+            ),
+            Fix::MakeRequisite {
+                location,
+                control: line.entry.control.text.clone(),
+            },
+        ),
+    }
 }

@@ -1104,12 +1104,30 @@ fn evaluator_table() {
             .expect(Unknown, &["found no PAM configuration for any password-changing service"]),
         case("stack with a missing include", "@include nowhere\n", "")
             .expect(Unknown, &["could not read the whole PAM password stack", "nowhere"]),
+        // pam_cracklib: its default credits of 1 shorten minlen=15 to 11.
         case("cracklib instead", "password requisite pam_cracklib.so minlen=15\n", "")
-            .expect(Unknown, &["pam_cracklib.so", "not evaluated yet"]),
+            .expect(Fail, &["accepts passwords of 11 characters", "dcredit=1 (the pam_cracklib default)"])
+            .fix("On the pam_cracklib line (/etc/pam.d/common-password line 1) set minlen=12 dcredit=0 ucredit=0 lcredit=0 ocredit=0"),
+        case("cracklib ignores pwquality.conf", "password requisite pam_cracklib.so minlen=12 dcredit=0 ucredit=0 lcredit=0 ocredit=0\n", "minlen = 6\n")
+            .expect(Pass, &["at least 12 characters"]),
+        case("cracklib with negative credits", "password requisite pam_cracklib.so minlen=12 dcredit=-1 ucredit=-1 lcredit=-1 ocredit=-1\n", "")
+            .expect(Pass, &["at least 12 characters"]),
+        case("cracklib default", "password requisite pam_cracklib.so retry=3\n", "")
+            .expect(Fail, &["accepts passwords of 5 characters", "minlen 9 from the pam_cracklib default"]),
+        case("cracklib minclass below the policy", "password requisite pam_cracklib.so minlen=14 dcredit=0 ucredit=0 lcredit=0 ocredit=0\n", "")
+            .policy(policy(12, Some(3), None))
+            .expect(Fail, &["pam_cracklib in /etc/pam.d/common-password requires 0 character classes"])
+            .fix("set minclass=3"),
         case("passwdqc instead", "password requisite pam_passwdqc.so min=disabled,24,11,8,7\n", "")
             .expect(Unknown, &["pam_passwdqc.so"]),
+        // pam_unix's own minlen, when it is the only module setting passwords.
         case("pam_unix minlen at the policy", "password required pam_unix.so minlen=12\n", "")
-            .expect(Unknown, &["pam_unix.so minlen=12", "only pam_pwquality is evaluated"]),
+            .expect(Pass, &["at least 12 characters: pam_unix.so minlen=12", "the only module that sets passwords"]),
+        case("pam_unix minlen but classes asked", "password required pam_unix.so minlen=14\n", "")
+            .policy(policy(12, Some(3), None))
+            .expect(Fail, &["pam_unix checks no character classes"]),
+        case("pam_unix minlen beside a domain module", "password sufficient pam_sss.so\npassword required pam_unix.so minlen=14 use_authtok\n", "")
+            .expect(Fail, &["not enforced by PAM"]),
         case("pam_unix minlen below the policy", "password required pam_unix.so minlen=8\n", "")
             .expect(Fail, &["not enforced by PAM"]),
         case("-password line, module not installed", "-password requisite pam_pwquality.so minlen=14\n", "")
@@ -1183,7 +1201,24 @@ fn evaluator_table() {
         case("required, pam_unix uses the checked password", "password required pam_pwquality.so minlen=14\npassword required pam_unix.so use_authtok\n", "")
             .expect(Pass, &["at least 14 characters"]),
         case("required, pam_unix asks again", "password required pam_pwquality.so minlen=14\npassword required pam_unix.so try_first_pass\n", "")
+            .expect(Fail, &["does not stop weak passwords", "asks for a new password itself"])
+            .fix("Add use_authtok to /etc/pam.d/common-password line 2"),
+        case("required, a domain module asks again", "password required pam_pwquality.so minlen=14\npassword sufficient pam_sss.so\npassword required pam_unix.so use_authtok\n", "")
             .expect(Unknown, &["asks for a new password itself"]),
+        // Lines that certainly run before the quality module and skip it.
+        case("sufficient pam_unix before pwquality", "password sufficient pam_unix.so yescrypt\npassword requisite pam_pwquality.so minlen=14\npassword required pam_deny.so\n", "")
+            .expect(Fail, &["does not check every password change", "asks for the new password itself (no use_authtok) and sets it before"])
+            .fix("Move the pam_pwquality.so line (/etc/pam.d/common-password line 2) above /etc/pam.d/common-password line 1"),
+        case("pam_unix success jumps over pwquality", "password [success=1 default=ignore] pam_unix.so obscure yescrypt\npassword requisite pam_pwquality.so minlen=14\npassword required pam_permit.so\n", "")
+            .expect(Fail, &["asks for the new password itself"]),
+        case("sufficient pam_permit before pwquality", "password sufficient pam_permit.so\npassword requisite pam_pwquality.so minlen=14\npassword required pam_unix.so use_authtok\n", "")
+            .expect(Unknown, &["can end the stack before it"]),
+        case("sufficient pam_unix with use_authtok before pwquality", "password sufficient pam_unix.so use_authtok\npassword requisite pam_pwquality.so minlen=14\npassword required pam_deny.so\n", "")
+            .expect(Unknown, &["may not check every password change", "can end the stack before it"]),
+        case("a jump that lands on pwquality skips nothing", "password [success=1 default=ignore] pam_permit.so\npassword required pam_deny.so\npassword requisite pam_pwquality.so minlen=14\npassword required pam_unix.so use_authtok\n", "")
+            .expect(Pass, &["at least 14 characters"]),
+        case("pam_permit jumping over pwquality", "password [success=2 default=ignore] pam_permit.so\npassword requisite pam_pwquality.so minlen=14\npassword required pam_deny.so\npassword required pam_unix.so use_authtok\n", "")
+            .expect(Unknown, &["can jump over it"]),
         case("sufficient line before pwquality", "password sufficient pam_sss.so\npassword requisite pam_pwquality.so minlen=14\n", "")
             .expect(Unknown, &["may not check every password change", "can end the stack before it"]),
         case("jump over the only pwquality line", "password [success=1 default=ignore] pam_succeed_if.so user = root\npassword requisite pam_pwquality.so minlen=14\n", "")
