@@ -8,33 +8,71 @@ use palisade_shared::policy::PasswordPolicy;
 
 use super::finding::{Finding, Fix, STACK};
 use super::{
-    PAM_UNIX_DEFAULT_MINLEN, PASSWORD_WRITING_MODULES, PamEntry, PamStack, why_entry_may_be_skipped,
+    PAM_UNIX_DEFAULT_MINLEN, PASSWORD_WRITING_MODULES, PamAction, PamEntry, PamStack,
+    why_entry_may_be_skipped,
 };
 
-/// Whether the usual path of a password change sets a password before the
-/// entry at `index` (a quality module) has checked it: an earlier pam_unix
-/// that asks for the new password itself (no `use_authtok`) sets it there
-/// and then, whatever its control says next.
+/// Whether the usual path of a password change sets a password the entry
+/// at `index` (a quality module) has not checked:
+/// - an earlier pam_unix that asks for the new password itself (no
+///   `use_authtok`) sets it there and then, whatever its control says next;
+/// - an earlier line whose success is the usual path (pam_permit always
+///   succeeds; pam_localuser does for the local accounts a laptop has)
+///   jumps past the entry, and the first password-setting module after the
+///   landing is a pam_unix that asks for the password itself.
 ///
-/// A line that only ends the stack or jumps past the entry (`sufficient
-/// pam_permit.so`) sets nothing itself: whether a password is then set
-/// unchecked depends on what runs after, so that stays a "may"
-/// ([`why_entry_may_be_skipped`]).
+/// A line that ends the stack instead (`sufficient pam_permit.so`) sets
+/// nothing itself, and one whose success depends on a condition
+/// (`pam_succeed_if.so`) or a domain (`pam_sss.so`) only may skip: those
+/// stay a "may" ([`why_entry_may_be_skipped`]).
 pub(super) fn certainly_skipped(entries: &[PamEntry], index: usize) -> Option<(String, String)> {
-    let earlier = entries
+    let checker = entries[index].location();
+    entries
         .iter()
         .take(index)
-        .find(|e| e.module_name() == Some("pam_unix.so") && prompts_itself(e))?;
-    Some((
-        format!(
-            "{} (pam_unix.so, `{}`) asks for the new password itself (no use_authtok) and sets \
-             it before {} runs",
-            earlier.location(),
-            earlier.control.text,
-            entries[index].location()
-        ),
-        earlier.location(),
-    ))
+        .enumerate()
+        .find_map(|(at, earlier)| {
+            let named = format!(
+                "{} ({}, `{}`)",
+                earlier.location(),
+                earlier.module_name().unwrap_or_default(),
+                earlier.control.text
+            );
+            let reason = match earlier.module_name() {
+                Some("pam_unix.so") if prompts_itself(earlier) => format!(
+                    "{named} asks for the new password itself (no use_authtok) and sets it before \
+                 {checker} runs"
+                ),
+                Some(module @ ("pam_permit.so" | "pam_localuser.so")) => {
+                    let PamAction::Jump(n) = earlier.control.action_for("success") else {
+                        return None;
+                    };
+                    let landing = at + n as usize + 1;
+                    if landing <= index {
+                        return None;
+                    }
+                    let writer = entries.get(landing..)?.iter().find(|e| {
+                        e.module_name()
+                            .is_some_and(|m| PASSWORD_WRITING_MODULES.contains(&m))
+                    })?;
+                    if writer.module_name() != Some("pam_unix.so") || !prompts_itself(writer) {
+                        return None;
+                    }
+                    let usual = if module == "pam_permit.so" {
+                        "always succeeds"
+                    } else {
+                        "succeeds for a local account"
+                    };
+                    format!(
+                        "{named} {usual} and jumps over {checker}, and {} (pam_unix.so) then asks \
+                     for the new password itself and sets it",
+                        writer.location()
+                    )
+                }
+                _ => return None,
+            };
+            Some((reason, earlier.location()))
+        })
 }
 
 /// A password-writing module that asks for the new password itself when no

@@ -1217,6 +1217,11 @@ fn evaluator_table() {
             .expect(Unknown, &["may not check every password change", "can end the stack before it"]),
         case("a jump that lands on pwquality skips nothing", "password [success=1 default=ignore] pam_permit.so\npassword required pam_deny.so\npassword requisite pam_pwquality.so minlen=14\npassword required pam_unix.so use_authtok\n", "")
             .expect(Pass, &["at least 14 characters"]),
+        case("pam_localuser jumps over pwquality onto a prompting pam_unix", "password [success=1 default=ignore] pam_localuser.so\npassword requisite pam_pwquality.so minlen=14\npassword required pam_unix.so yescrypt\n", "")
+            .expect(Fail, &["succeeds for a local account and jumps over /etc/pam.d/common-password line 2", "line 3 (pam_unix.so) then asks for the new password itself"])
+            .fix("Move the pam_pwquality.so line"),
+        case("pam_permit jumping over pwquality onto a use_authtok pam_unix", "password [success=1 default=ignore] pam_permit.so\npassword requisite pam_pwquality.so minlen=14\npassword required pam_unix.so use_authtok\n", "")
+            .expect(Unknown, &["can jump over it"]),
         case("pam_permit jumping over pwquality", "password [success=2 default=ignore] pam_permit.so\npassword requisite pam_pwquality.so minlen=14\npassword required pam_deny.so\npassword required pam_unix.so use_authtok\n", "")
             .expect(Unknown, &["can jump over it"]),
         case("sufficient line before pwquality", "password sufficient pam_sss.so\npassword requisite pam_pwquality.so minlen=14\n", "")
