@@ -1,5 +1,6 @@
 //! The SQLite collector on a disk that fills up and then gets room again:
-//! while writes fail, reports are answered with an error (never a 2xx),
+//! while writes fail, enrollments and reports are answered with an error
+//! (never a 2xx),
 //! `/healthz` and `/readyz` answer 503 and the metrics count the failed
 //! commits; once space returns the same process stores reports again,
 //! without a restart, and is healthy again. The disk is a real 4 MiB tmpfs mounted for the test (this needs
@@ -55,6 +56,18 @@ async fn a_full_disk_refuses_reports_and_the_collector_recovers_when_space_retur
     }
 
     let filler = disk.fill();
+    // An enrollment is refused too, and makes the collector unhealthy
+    // before any report has failed.
+    let mut newcomer = SimulatedDevice::new("full-disk-newcomer");
+    let refused = client
+        .post(format!("{}/api/v1/enroll", collector.url))
+        .body(newcomer.enroll_envelope(&secret, Utc::now()).to_json())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(refused, 503, "an enrollment on a full disk");
+    assert_eq!(get("/readyz").await.0, 503, "after a failed enrollment");
     // A real agent keeps a refused report in its spool and sends it again;
     // this device simply moves on to its next sequence each time.
     for _ in 0..5 {
@@ -75,7 +88,7 @@ async fn a_full_disk_refuses_reports_and_the_collector_recovers_when_space_retur
     }
     let (_, metrics) = get("/metrics").await;
     assert!(
-        metrics.contains("palisade_store_write_failures_total 5"),
+        metrics.contains("palisade_store_write_failures_total 6"),
         "{metrics}"
     );
 

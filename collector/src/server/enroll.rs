@@ -152,8 +152,13 @@ async fn enroll_device(
         at: now,
         peer: peer.ip().to_string(),
     };
+    // An enrollment is a write like a report: its failure (a full disk)
+    // makes the collector unhealthy too, and its success healthy again.
     let enrolled = match state.store.enroll_device(&enrollment).await {
-        Ok(Ok(enrolled)) => enrolled,
+        Ok(Ok(enrolled)) => {
+            state.write_health.succeeded();
+            enrolled
+        }
         Ok(Err(refusal)) => {
             tracing::info!(secret_id = %presented.id, reason = refusal.as_str(), "enrollment refused");
             if refusal != EnrollRefusal::UnknownSecret {
@@ -168,7 +173,10 @@ async fn enroll_device(
             }
             return Err(refused());
         }
-        Err(err) => return Err(ApiError::internal("enrollment failed", &err)),
+        Err(err) => {
+            state.write_health.failed(&err, now);
+            return Err(ApiError::internal("enrollment failed", &err));
+        }
     };
     let device_id = match &enrolled {
         Enrolled::New => {
