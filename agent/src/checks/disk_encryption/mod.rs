@@ -36,6 +36,7 @@
 //! `parse.rs` reads Linux's text, `evaluate.rs` and `evaluate_windows.rs`
 //! decide. Only the probes reach the machine.
 
+mod boot;
 mod evaluate;
 mod evaluate_windows;
 // Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
@@ -119,6 +120,10 @@ pub struct LinuxDiskFacts {
 pub struct MountEntry {
     pub major: u32,
     pub minor: u32,
+    /// The directory of the filesystem that is mounted here: `/` for a whole
+    /// filesystem, a subdirectory for a bind mount (`mount --bind /srv/x
+    /// /boot`) or a btrfs subvolume (`/root`).
+    pub root: String,
     pub mount_point: String,
     pub fs_type: String,
     pub source: String,
@@ -140,8 +145,14 @@ pub struct BlockDevice {
     pub minor: u32,
     /// The devices this one is built on (`slaves/`).
     pub slaves: Vec<String>,
-    /// `dm/uuid` for device-mapper devices.
+    /// A device-mapper device: sysfs gives it a `dm/` directory.
+    pub device_mapper: bool,
+    /// `dm/uuid` for device-mapper devices, trimmed. Its prefix is the only
+    /// place sysfs tells the target type (crypt, LVM, multipath); a device
+    /// made with plain `dmsetup create` has an empty one.
     pub dm_uuid: Option<String>,
+    /// Why `dm/uuid` exists but could not be read.
+    pub dm_uuid_error: Option<String>,
     /// `dm/name` for device-mapper devices.
     pub dm_name: Option<String>,
     /// The disk (or its parent disk) reports removable media.
