@@ -506,7 +506,21 @@ pub(super) fn evaluate_linux(facts: &LinuxDiskFacts, policy: &DiskEncryptionPoli
 pub(super) fn fix_text(plain: &[&Finding]) -> String {
     let is_swap = |f: &&&Finding| f.fs_type == "swap";
     let mut steps = Vec::new();
-    if plain.iter().any(|f| f.mount_point == "/") {
+    // One step per filesystem, not per mount point: a bind mount or a
+    // second mount of a filesystem already named (`/boot` as a directory of
+    // a plain `/`) is fixed with it, and must not get its own advice.
+    let mut named_devices: Vec<String> = Vec::new();
+    let mut first_of_its_device = |f: &&Finding| match &f.device {
+        Some(device) if named_devices.contains(device) => false,
+        Some(device) => {
+            named_devices.push(device.clone());
+            true
+        }
+        None => true,
+    };
+    let root = plain.iter().find(|f| f.mount_point == "/");
+    if let Some(root) = root {
+        first_of_its_device(root);
         steps.push(
             "Encrypt the system disk: back up your files, then reinstall with the installer's \
              disk encryption (Debian: \"Guided - use entire disk and set up encrypted LVM\"; \
@@ -519,6 +533,7 @@ pub(super) fn fix_text(plain: &[&Finding]) -> String {
     let filesystems: Vec<&str> = plain
         .iter()
         .filter(|f| f.mount_point != "/" && !is_swap(f))
+        .filter(|f| first_of_its_device(f))
         .map(|f| f.mount_point.as_str())
         .collect();
     if !filesystems.is_empty() {

@@ -236,5 +236,8 @@ use linux::probe as probe_linux;
 
 #[cfg(test)]
 mod tests;
+// Builds sysfs trees with symlinks, as the kernel lays them out.
+#[cfg(all(test, unix))]
+mod tests_boot;
 #[cfg(test)]
 mod tests_windows;
