@@ -458,3 +458,6 @@ use {
 
 #[cfg(test)]
 mod tests;
+// Builds sysfs trees with symlinks, as the kernel lays them out.
+#[cfg(all(test, unix))]
+mod tests_drivers;
