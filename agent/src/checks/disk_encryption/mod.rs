@@ -13,9 +13,17 @@
 //! Not counted on Linux: pseudo and in-memory filesystems, network and
 //! host-shared filesystems, read-only images (squashfs, iso9660), a
 //! container's overlay, removable media (that is `usb_storage`'s business),
-//! and zram swap. A mount whose device cannot be traced is `unknown`, never
-//! `pass`; ZFS is reported `unknown` because its native encryption is not
-//! inspected yet.
+//! zram swap, and an unencrypted `/boot`, `/boot/efi` or `/efi` that is a
+//! whole filesystem of its own, mounted nowhere else (`boot.rs`): it holds
+//! the boot loader and kernel, no user data, and every distribution's
+//! encrypted install leaves it so, as BitLocker and FileVault do theirs. A
+//! swap file on it still fails. A mount whose device cannot be traced is
+//! `unknown`, never `pass`, and so is one on a device-mapper device whose
+//! target type cannot be read (a `dm/uuid` unreadable, empty, or of a prefix
+//! not known to encrypt or not): it is never taken for a plain disk. ZFS is
+//! reported `unknown` because its native encryption is not inspected yet.
+//! The fix names one step per failing kind (reinstall for `/`, LUKS for
+//! another filesystem, a random key for swap), none of which still fails.
 //!
 //! Windows probe: WMI's `Win32_EncryptableVolume` in
 //! `root\CIMV2\Security\MicrosoftVolumeEncryption` (through
@@ -33,8 +41,8 @@
 //!
 //! The folder: this file holds the facts, the [`Rule`] impl and which probe
 //! runs; `linux.rs` and `windows.rs` (and `macos.rs`) gather the facts,
-//! `parse.rs` reads Linux's text, `evaluate.rs` and `evaluate_windows.rs`
-//! decide. Only the probes reach the machine.
+//! `parse.rs` reads Linux's text, `evaluate.rs` (with `boot.rs`) and
+//! `evaluate_windows.rs` decide. Only the probes reach the machine.
 
 mod boot;
 mod evaluate;
