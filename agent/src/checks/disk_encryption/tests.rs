@@ -15,7 +15,7 @@ const FIXTURES: &str = concat!(
     "/tests/fixtures/linux/disk_encryption"
 );
 
-fn policy(include_swap: bool) -> DiskEncryptionPolicy {
+pub(super) fn policy(include_swap: bool) -> DiskEncryptionPolicy {
     DiskEncryptionPolicy {
         settings: RuleSettings {
             mode: Mode::Nudge,

@@ -16,11 +16,12 @@
 
 use std::path::Path;
 
-use palisade_shared::policy::{DiskEncryptionPolicy, RuleSettings};
-use palisade_shared::report::{CheckStatus, Mode};
+use palisade_shared::report::CheckStatus;
 use serde_json::Value;
 
+use super::tests::policy;
 use super::*;
+use crate::checks::host_tree::HostTree;
 
 const NVME: &str = "devices/pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme0n1";
 const SATA: &str = "devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda";
@@ -35,35 +36,23 @@ const PROC_AND_SYS: &str = "\
 35 23 0:31 / /sys/firmware/efi/efivars rw,nosuid,nodev,noexec,relatime shared:7 - efivarfs efivarfs rw
 ";
 
-struct Tree {
-    dir: tempfile::TempDir,
-}
-
-impl Tree {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write(&self, relative: &str, text: &str) {
-        let path = self.root().join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-
-    fn link(&self, relative: &str, target: &str) {
-        let path = self.root().join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(self.root().join(target), path).unwrap();
-    }
-
+/// Builders, on top of [`HostTree`], of the block devices and mounts of one
+/// machine.
+trait Tree {
     /// A disk or partition at `sys/<devices_path>`, whose last component is
     /// its name, linked from `/sys/class/block` as the kernel does.
+    fn block(&self, devices_path: &str, dev: &str);
+    /// A device-mapper device `dm-<n>` under `/sys/devices/virtual/block`.
+    fn dm(&self, name: &str, dev: &str, dm_name: &str, uuid: Option<&str>, slaves: &[&str]);
+    /// `/proc/self/mountinfo`: the pseudo filesystems, then `lines`.
+    fn mounts(&self, lines: &str);
+    /// `/proc/swaps`: its header, then `lines`.
+    fn swaps(&self, lines: &str);
+    /// The verdict with swap counted.
+    fn verdict(&self) -> Verdict;
+}
+
+impl Tree for HostTree {
     fn block(&self, devices_path: &str, dev: &str) {
         let name = devices_path.rsplit('/').next().unwrap();
         self.write(&format!("sys/{devices_path}/dev"), &format!("{dev}\n"));
@@ -79,7 +68,6 @@ impl Tree {
         );
     }
 
-    /// A device-mapper device `dm-<n>` under `/sys/devices/virtual/block`.
     fn dm(&self, name: &str, dev: &str, dm_name: &str, uuid: Option<&str>, slaves: &[&str]) {
         let base = format!("devices/virtual/block/{name}");
         self.write(&format!("sys/{base}/dev"), &format!("{dev}\n"));
@@ -113,17 +101,7 @@ impl Tree {
 
     fn verdict(&self) -> Verdict {
         let facts = probe_linux(&Host::with_root(self.root())).unwrap();
-        evaluate_linux(&facts, &policy())
-    }
-}
-
-fn policy() -> DiskEncryptionPolicy {
-    DiskEncryptionPolicy {
-        settings: RuleSettings {
-            mode: Mode::Nudge,
-            grace_days: 14,
-        },
-        include_swap: true,
+        evaluate_linux(&facts, &policy(true))
     }
 }
 
@@ -160,7 +138,7 @@ const UBUNTU_LV_UUID: &str = "LVM-Xq3ZtR7yWm2Lk9Pd4Vb6Nc8Hf1Gj5Ks0Aa1Bb2Cc3Dd4Ee
 /// ```
 ///
 /// with the installer's swap file `/swap.img` on `/`.
-fn ubuntu_24_04(tree: &Tree, crypt_uuid: Option<&str>) {
+fn ubuntu_24_04(tree: &HostTree, crypt_uuid: Option<&str>) {
     tree.block(NVME, "259:0");
     tree.block(&format!("{NVME}/nvme0n1p1"), "259:1");
     tree.block(&format!("{NVME}/nvme0n1p2"), "259:2");
@@ -184,7 +162,7 @@ const UBUNTU_MOUNTS: &str = "\
 
 #[test]
 fn ubuntu_24_04_lvm_and_encryption_passes_with_boot_and_efi_unencrypted() {
-    let tree = Tree::new();
+    let tree = HostTree::new();
     ubuntu_24_04(&tree, Some(UBUNTU_LUKS_UUID));
     tree.mounts(UBUNTU_MOUNTS);
     let verdict = tree.verdict();
@@ -228,7 +206,7 @@ fn ubuntu_24_04_lvm_and_encryption_passes_with_boot_and_efi_unencrypted() {
 /// both subvolumes, whose roots are `/root` and `/home`.
 #[test]
 fn fedora_40_btrfs_on_luks_passes_with_boot_and_efi_unencrypted() {
-    let tree = Tree::new();
+    let tree = HostTree::new();
     tree.block("devices/virtual/block/zram0", "252:0");
     tree.block(NVME, "259:0");
     tree.block(&format!("{NVME}/nvme0n1p1"), "259:1");
@@ -281,7 +259,7 @@ fn fedora_40_btrfs_on_luks_passes_with_boot_and_efi_unencrypted() {
 #[test]
 fn debian_12_guided_encrypted_lvm_passes_with_boot_unencrypted() {
     for boot_fs in ["ext2", "ext4"] {
-        let tree = Tree::new();
+        let tree = HostTree::new();
         tree.block(SATA, "8:0");
         tree.block(&format!("{SATA}/sda1"), "8:1");
         tree.block(&format!("{SATA}/sda2"), "8:2");
@@ -329,7 +307,7 @@ fn debian_12_guided_encrypted_lvm_passes_with_boot_unencrypted() {
 /// boot partition. The fix must not tell them to encrypt `/boot`.
 #[test]
 fn boot_on_the_unencrypted_root_filesystem_fails_and_the_fix_leaves_boot_alone() {
-    let tree = Tree::new();
+    let tree = HostTree::new();
     tree.block(NVME, "259:0");
     tree.block(&format!("{NVME}/nvme0n1p1"), "259:1");
     tree.block(&format!("{NVME}/nvme0n1p2"), "259:2");
@@ -358,7 +336,7 @@ fn boot_on_the_unencrypted_root_filesystem_fails_and_the_fix_leaves_boot_alone()
 /// it on LUKS, not to reinstall (which would leave the second disk as it is).
 #[test]
 fn a_plain_home_next_to_an_encrypted_root_fails_with_a_fix_for_home() {
-    let tree = Tree::new();
+    let tree = HostTree::new();
     ubuntu_24_04(&tree, Some(UBUNTU_LUKS_UUID));
     tree.block(SATA_SECOND, "8:16");
     tree.block(&format!("{SATA_SECOND}/sdb1"), "8:17");
@@ -388,7 +366,7 @@ fn data_bound_or_mounted_under_boot_is_counted() {
         "50 30 8:17 / /boot/data rw,relatime - ext4 /dev/sdb1 rw\n",
     ];
     for extra in cases {
-        let tree = Tree::new();
+        let tree = HostTree::new();
         ubuntu_24_04(&tree, Some(UBUNTU_LUKS_UUID));
         tree.block(SATA_SECOND, "8:16");
         tree.block(&format!("{SATA_SECOND}/sdb1"), "8:17");
@@ -424,7 +402,7 @@ fn data_bound_or_mounted_under_boot_is_counted() {
 #[test]
 fn a_device_mapper_device_whose_uuid_cannot_be_read_is_unknown() {
     for uuid in ["unreadable", "empty", "unknown prefix"] {
-        let tree = Tree::new();
+        let tree = HostTree::new();
         match uuid {
             "unreadable" => {
                 ubuntu_24_04(&tree, None);
@@ -452,7 +430,7 @@ fn a_device_mapper_device_whose_uuid_cannot_be_read_is_unknown() {
 /// memory out in the clear: it fails although `/boot` itself is exempt.
 #[test]
 fn a_swap_file_on_the_unencrypted_boot_fails() {
-    let tree = Tree::new();
+    let tree = HostTree::new();
     ubuntu_24_04(&tree, Some(UBUNTU_LUKS_UUID));
     tree.swaps("/boot/swapfile                          file\t\t1048572\t\t0\t\t-2\n");
     tree.mounts(UBUNTU_MOUNTS);

@@ -365,22 +365,17 @@ pub(super) fn controls_evidence(controls: &PreventiveControls) -> (Value, Vec<St
         }
         Err(reason) => json!(format!("unknown: {reason}")),
     };
-    let loaded = match &controls.loaded_modules {
-        Ok(Some(modules)) => json!({
-            "usb_storage": modules.contains("usb_storage"),
-            "uas": modules.contains("uas"),
-        }),
-        Ok(None) => json!("unknown: /proc/modules does not exist"),
-        Err(reason) => json!(format!("unknown: {reason}")),
-    };
-    let in_kernel = match &controls.sys_module {
-        Ok(Some(modules)) => json!({
-            "usb_storage": modules.contains("usb_storage"),
-            "uas": modules.contains("uas"),
-        }),
-        Ok(None) => json!("unknown: /sys/module does not exist"),
-        Err(reason) => json!(format!("unknown: {reason}")),
-    };
+    let storage_modules_in =
+        |modules: &Result<Option<BTreeSet<String>>, String>, source: &str| match modules {
+            Ok(Some(modules)) => json!({
+                "usb_storage": modules.contains("usb_storage"),
+                "uas": modules.contains("uas"),
+            }),
+            Ok(None) => json!(format!("unknown: {source} does not exist")),
+            Err(reason) => json!(format!("unknown: {reason}")),
+        };
+    let loaded = storage_modules_in(&controls.loaded_modules, "/proc/modules");
+    let in_kernel = storage_modules_in(&controls.sys_module, "/sys/module");
     let usbguard = match &controls.usbguard {
         UsbGuardState::Active => {
             in_place.push("USBGuard is active".into());

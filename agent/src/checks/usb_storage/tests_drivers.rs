@@ -14,12 +14,11 @@
 
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed assertion
 
-use std::path::Path;
-
 use palisade_shared::report::CheckStatus;
 
 use super::tests::policy;
 use super::*;
+use crate::checks::host_tree::HostTree;
 
 const CONTROLLER: &str = "sys/devices/pci0000:00/0000:00:14.0";
 
@@ -44,39 +43,62 @@ usbcore 409600 4 uas,usb_storage,usbhid,xhci_hcd, Live 0x0000000000000000
 /// The CIS form (see the fixtures' SOURCES.md, `cis-install-false-blacklist`).
 const CIS_INSTALL_FALSE: &str = "blacklist usb-storage\ninstall usb-storage /bin/false\n";
 
-struct Tree {
-    dir: tempfile::TempDir,
-}
-
-impl Tree {
-    fn new() -> Self {
-        let tree = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        for driver in ["usb", "usb-storage", "uas", "usbhid", "hub"] {
-            std::fs::create_dir_all(tree.root().join("sys/bus/usb/drivers").join(driver)).unwrap();
-        }
-        tree
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn write(&self, relative: &str, text: &str) {
-        let path = self.root().join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-
-    fn link(&self, relative: &str, target: &str) {
-        let path = self.root().join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(self.root().join(target), path).unwrap();
-    }
-
+/// Builders, on top of [`HostTree`], of the USB devices, modules and kmod
+/// configuration of one machine.
+trait Tree {
     /// A device `name` on root hub `bus`, with `attributes` as sysfs gives
     /// them (each ending in a newline).
+    fn device(&self, bus: &str, name: &str, attributes: &[(&str, &str)]) -> String;
+    /// The USB 2 root hub of the xHCI controller.
+    fn root_hub(&self);
+    /// What is in the kernel: `/proc/modules` and a `/sys/module/<name>` for
+    /// each loaded module plus `built_in` ones.
+    fn modules(&self, proc_modules: &str, built_in: &[&str]);
+    /// A file of `/etc/modprobe.d`.
+    fn modprobe(&self, file: &str, text: &str);
+    /// The verdict under a block policy.
+    fn verdict(&self) -> Verdict;
+}
+
+/// Interface `name` of the device at `device_dir`, class/subclass/
+/// protocol as two hex digits, with `driver` bound (`None`: no link).
+fn add_interface(
+    tree: &HostTree,
+    device_dir: &str,
+    name: &str,
+    class: [&str; 3],
+    driver: Option<&str>,
+    authorized: &str,
+) {
+    let dir = format!("{device_dir}/{name}");
+    for (file, value) in [
+        ("bInterfaceClass", class[0]),
+        ("bInterfaceSubClass", class[1]),
+        ("bInterfaceProtocol", class[2]),
+        ("bAlternateSetting", " 0"),
+        ("authorized", authorized),
+    ] {
+        tree.write(&format!("{dir}/{file}"), &format!("{value}\n"));
+    }
+    if let Some(driver) = driver {
+        tree.link(
+            &format!("{dir}/driver"),
+            &format!("sys/bus/usb/drivers/{driver}"),
+        );
+    }
+    tree.link(&format!("sys/bus/usb/devices/{name}"), &dir);
+}
+
+/// A tree with the USB drivers registered, as on every kernel with USB.
+fn usb_tree() -> HostTree {
+    let tree = HostTree::new();
+    for driver in ["usb", "usb-storage", "uas", "usbhid", "hub"] {
+        std::fs::create_dir_all(tree.root().join("sys/bus/usb/drivers").join(driver)).unwrap();
+    }
+    tree
+}
+
+impl Tree for HostTree {
     fn device(&self, bus: &str, name: &str, attributes: &[(&str, &str)]) -> String {
         let dir = if bus.is_empty() {
             format!("{CONTROLLER}/{name}")
@@ -90,36 +112,6 @@ impl Tree {
         dir
     }
 
-    /// Interface `name` of the device at `device_dir`, class/subclass/
-    /// protocol as two hex digits, with `driver` bound (`None`: no link).
-    fn interface(
-        &self,
-        device_dir: &str,
-        name: &str,
-        class: [&str; 3],
-        driver: Option<&str>,
-        authorized: &str,
-    ) {
-        let dir = format!("{device_dir}/{name}");
-        for (file, value) in [
-            ("bInterfaceClass", class[0]),
-            ("bInterfaceSubClass", class[1]),
-            ("bInterfaceProtocol", class[2]),
-            ("bAlternateSetting", " 0"),
-            ("authorized", authorized),
-        ] {
-            self.write(&format!("{dir}/{file}"), &format!("{value}\n"));
-        }
-        if let Some(driver) = driver {
-            self.link(
-                &format!("{dir}/driver"),
-                &format!("sys/bus/usb/drivers/{driver}"),
-            );
-        }
-        self.link(&format!("sys/bus/usb/devices/{name}"), &dir);
-    }
-
-    /// The USB 2 root hub of the xHCI controller.
     fn root_hub(&self) {
         let hub = self.device(
             "",
@@ -134,11 +126,9 @@ impl Tree {
                 ("devnum", "1"),
             ],
         );
-        self.interface(&hub, "1-0:1.0", ["09", "00", "00"], Some("hub"), "1");
+        add_interface(self, &hub, "1-0:1.0", ["09", "00", "00"], Some("hub"), "1");
     }
 
-    /// What is in the kernel: `/proc/modules` and a `/sys/module/<name>` for
-    /// each loaded module plus `built_in` ones.
     fn modules(&self, proc_modules: &str, built_in: &[&str]) {
         self.write("proc/modules", proc_modules);
         let loaded = proc_modules.lines().filter_map(|l| l.split(' ').next());
@@ -161,7 +151,7 @@ impl Tree {
 /// interface, 08/06/50 (mass storage, SCSI, bulk-only), as `lsusb -v` and
 /// `udevadm info -a` show the stick; serial as its Windows instance id in
 /// `mod.rs` shows it. `driver` is the interface's bound driver, if any.
-fn cruzer_blade(tree: &Tree, driver: Option<&str>) {
+fn cruzer_blade(tree: &HostTree, driver: Option<&str>) {
     tree.root_hub();
     let stick = tree.device(
         "usb1",
@@ -179,14 +169,14 @@ fn cruzer_blade(tree: &Tree, driver: Option<&str>) {
             ("devnum", "3"),
         ],
     );
-    tree.interface(&stick, "1-1:1.0", ["08", "06", "50"], driver, "1");
+    add_interface(tree, &stick, "1-1:1.0", ["08", "06", "50"], driver, "1");
 }
 
 /// A composite device on port 2: interface 0 a HID keyboard (03/01/01,
 /// bound to usbhid), interface 1 mass storage (08/06/50), the layout of
 /// tablets and keyboards that carry their driver on a built-in flash
 /// volume. The ids are made up; the interface layout follows the ABI.
-fn composite(tree: &Tree, storage_driver: Option<&str>, storage_authorized: &str) {
+fn composite(tree: &HostTree, storage_driver: Option<&str>, storage_authorized: &str) {
     tree.root_hub();
     let device = tree.device(
         "usb1",
@@ -203,8 +193,16 @@ fn composite(tree: &Tree, storage_driver: Option<&str>, storage_authorized: &str
             ("devnum", "4"),
         ],
     );
-    tree.interface(&device, "1-2:1.0", ["03", "01", "01"], Some("usbhid"), "1");
-    tree.interface(
+    add_interface(
+        tree,
+        &device,
+        "1-2:1.0",
+        ["03", "01", "01"],
+        Some("usbhid"),
+        "1",
+    );
+    add_interface(
+        tree,
         &device,
         "1-2:1.1",
         ["08", "06", "50"],
@@ -230,7 +228,7 @@ fn decision_of(verdict: &Verdict, device: &str) -> (String, String) {
 #[test]
 fn an_unbound_stick_is_blocked_when_usb_storage_cannot_load() {
     for command in ["/bin/false", "/bin/true"] {
-        let tree = Tree::new();
+        let tree = usb_tree();
         cruzer_blade(&tree, None);
         tree.modules(PROC_MODULES_WITHOUT_STORAGE, &[]);
         tree.modprobe(
@@ -256,7 +254,7 @@ fn an_unbound_stick_is_blocked_when_usb_storage_cannot_load() {
 /// (now, or after the next `modprobe`), so the block policy fails it.
 #[test]
 fn a_stick_whose_driver_is_bound_or_can_load_is_not_allowed() {
-    type Setup = fn(&Tree);
+    type Setup = fn(&HostTree);
     let cases: [(&str, Setup); 6] = [
         ("unbound, nothing stops loading", |tree| {
             cruzer_blade(tree, None);
@@ -295,7 +293,7 @@ fn a_stick_whose_driver_is_bound_or_can_load_is_not_allowed() {
         ),
     ];
     for (name, setup) in cases {
-        let tree = Tree::new();
+        let tree = usb_tree();
         setup(&tree);
         let verdict = tree.verdict();
         assert_eq!(verdict.status, CheckStatus::Fail, "{name}: {verdict:#?}");
@@ -307,7 +305,7 @@ fn a_stick_whose_driver_is_bound_or_can_load_is_not_allowed() {
 /// for `uas` alone leaves usb-storage to drive the stick.
 #[test]
 fn an_install_line_for_uas_alone_does_not_block() {
-    let tree = Tree::new();
+    let tree = usb_tree();
     cruzer_blade(&tree, None);
     tree.modules(PROC_MODULES_WITHOUT_STORAGE, &[]);
     tree.modprobe("uas.conf", "install uas /bin/false\n");
@@ -318,7 +316,7 @@ fn an_install_line_for_uas_alone_does_not_block() {
 /// names no driver: it is not taken for "none bound".
 #[test]
 fn a_driver_entry_that_is_not_a_link_is_not_read_as_unbound() {
-    let tree = Tree::new();
+    let tree = usb_tree();
     cruzer_blade(&tree, None);
     tree.write(&format!("{CONTROLLER}/usb1/1-1/1-1:1.0/driver"), "");
     tree.modules(PROC_MODULES_WITHOUT_STORAGE, &[]);
@@ -342,7 +340,7 @@ fn a_driver_entry_that_is_not_a_link_is_not_read_as_unbound() {
 /// usb-storage bound to it, it is storage and not allowed.
 #[test]
 fn a_composite_device_is_judged_by_its_storage_interface_only() {
-    let tree = Tree::new();
+    let tree = usb_tree();
     composite(&tree, None, "0");
     tree.modules(PROC_MODULES_WITH_STORAGE, &[]);
     let verdict = tree.verdict();
@@ -357,7 +355,7 @@ fn a_composite_device_is_judged_by_its_storage_interface_only() {
     assert_eq!(interfaces[0]["authorized"], true);
     assert_eq!(interfaces[0]["driver"], "usbhid");
 
-    let tree = Tree::new();
+    let tree = usb_tree();
     composite(&tree, None, "1");
     tree.modules(PROC_MODULES_WITHOUT_STORAGE, &[]);
     tree.modprobe("usb_storage.conf", CIS_INSTALL_FALSE);
@@ -365,7 +363,7 @@ fn a_composite_device_is_judged_by_its_storage_interface_only() {
     assert_eq!(verdict.status, CheckStatus::Pass, "{verdict:#?}");
     assert_eq!(decision_of(&verdict, "1-2").0, "blocked");
 
-    let tree = Tree::new();
+    let tree = usb_tree();
     composite(&tree, Some("usb-storage"), "1");
     tree.modules(PROC_MODULES_WITH_STORAGE, &[]);
     let verdict = tree.verdict();
