@@ -12,7 +12,7 @@
 //! `/`, or data reachable through another mount point, is that other mount),
 //! and only the filesystems a boot loader reads there.
 
-use super::{LinuxDiskFacts, MountEntry};
+use super::MountEntry;
 
 /// What the evidence says of an unencrypted boot partition.
 pub(super) const BOOT_PARTITION_NOTE: &str = "holds the boot loader and kernel, no user data; \
@@ -35,11 +35,14 @@ const EFI_FS_TYPES: [&str; 1] = ["vfat"];
 const BOOT_FS_TYPES: [&str; 6] = ["ext2", "ext3", "ext4", "xfs", "btrfs", "vfat"];
 
 /// Whether `mount`, found unencrypted, is a boot partition the rule does not
-/// count. `device` is the kernel name the evaluator traced it to.
+/// count, among `mounts`. `device` is the kernel name the evaluator traced
+/// it to, and `device_of` traces any other mount the same way (the
+/// evaluator's own tracing, handed in so that this file needs nothing of it).
 pub(super) fn is_boot_partition(
     mount: &MountEntry,
     device: Option<&str>,
-    facts: &LinuxDiskFacts,
+    mounts: &[MountEntry],
+    device_of: impl Fn(&MountEntry) -> Option<String>,
 ) -> bool {
     let point = mount.mount_point.as_str();
     let fs_allowed = if EFI_MOUNT_POINTS.contains(&point) {
@@ -59,14 +62,9 @@ pub(super) fn is_boot_partition(
     // bound onto `/boot` is still that data filesystem.
     let same_filesystem = |other: &MountEntry| {
         (other.major, other.minor) == (mount.major, mount.minor)
-            || device.is_some_and(|name| {
-                super::evaluate::device_of(other.major, other.minor, &other.source, facts)
-                    .as_deref()
-                    == Some(name)
-            })
+            || device.is_some_and(|name| device_of(other).as_deref() == Some(name))
     };
-    !facts
-        .mounts
+    !mounts
         .iter()
         .any(|other| !is_boot_mount_point(&other.mount_point) && same_filesystem(other))
 }

@@ -345,7 +345,9 @@ pub(super) fn findings(facts: &LinuxDiskFacts, policy: &DiskEncryptionPolicy) ->
             facts,
         );
         if finding.status == FindingStatus::NotEncrypted
-            && is_boot_partition(mount, finding.device.as_deref(), facts)
+            && is_boot_partition(mount, finding.device.as_deref(), &facts.mounts, |other| {
+                device_of(other.major, other.minor, &other.source, facts)
+            })
         {
             finding.status = FindingStatus::UnencryptedBoot;
             finding.detail = format!("{}; not counted: it {BOOT_PARTITION_NOTE}", finding.detail);
