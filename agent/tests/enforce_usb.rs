@@ -136,6 +136,29 @@ fn a_keyboard_is_left_alone() {
     );
 }
 
+/// The stick as it arrives, before any driver binds (the fixture has no
+/// `driver` link), on a machine where usb-storage cannot load: nothing can
+/// use it, so the enforcer leaves it as it is, as the check calls it blocked.
+#[test]
+fn a_stick_no_storage_driver_can_bind_to_is_left_alone() {
+    let (tree, host) = stick();
+    tree.write(
+        "etc/modprobe.d/usb_storage.conf",
+        "blacklist usb-storage\ninstall usb-storage /bin/false\n",
+    );
+    tree.write(
+        "proc/modules",
+        "usbhid 77824 0 - Live 0x0000000000000000\nusbcore 409600 1 usbhid, Live 0x0000000000000000\n",
+    );
+    for module in ["usbhid", "usbcore"] {
+        std::fs::create_dir_all(tree.root().join("sys/module").join(module)).unwrap();
+    }
+    let event =
+        usb::on_device_added(&host, &policy("enforce", "block", &[]), Path::new(STICK)).unwrap();
+    assert!(event.is_none(), "{event:?}");
+    assert_eq!(tree.read(STICK_AUTHORIZED).trim(), "1");
+}
+
 #[test]
 fn outside_enforce_mode_nothing_is_touched() {
     let (tree, host) = stick();

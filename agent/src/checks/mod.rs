@@ -25,6 +25,9 @@
 //! out), and nothing here talks to the network.
 
 pub mod disk_encryption;
+// Test support for the rules' sysfs-tree tests.
+#[cfg(all(test, unix))]
+mod host_tree;
 pub mod password_policy;
 pub mod screen_lock;
 pub mod usb_storage;

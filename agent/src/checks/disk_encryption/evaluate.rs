@@ -8,20 +8,46 @@ use palisade_shared::policy::DiskEncryptionPolicy;
 use palisade_shared::report::CheckStatus;
 use serde_json::{Value, json};
 
+use super::boot::{BOOT_PARTITION_NOTE, is_boot_partition};
 use super::{BlockDevice, LinuxDiskFacts};
 use crate::checks::Verdict;
 
 /// dm-crypt targets by the prefix cryptsetup gives their `dm/uuid`. Not every
 /// `CRYPT-` prefix is encryption: `CRYPT-VERITY-` and `CRYPT-INTEGRITY-` only
 /// protect integrity, so they are walked through, never accepted.
-pub(super) const DM_CRYPT_UUID_PREFIXES: [(&str, &str); 6] = [
+pub(super) const DM_CRYPT_UUID_PREFIXES: [(&str, &str); 7] = [
     ("CRYPT-LUKS2-", "LUKS2"),
     ("CRYPT-LUKS1-", "LUKS1"),
     ("CRYPT-PLAIN-", "plain dm-crypt"),
     ("CRYPT-BITLK-", "BitLocker (dm-crypt)"),
     ("CRYPT-TCRYPT-", "TrueCrypt/VeraCrypt (dm-crypt)"),
     ("CRYPT-LOOPAES-", "loop-AES (dm-crypt)"),
+    ("CRYPT-FVAULT2-", "FileVault 2 (dm-crypt)"),
 ];
+
+/// `dm/uuid` prefixes of device-mapper layers that encrypt nothing, so the
+/// walk goes on to the devices under them: LVM logical volumes (lvm2 names
+/// them `LVM-<vg uuid><lv uuid>`), cryptsetup's integrity-only targets and
+/// the integrity sub-device of authenticated LUKS2, multipath maps and their
+/// partitions (`mpath-`, `part1-mpath-…` from kpartx), and dmraid sets. Any
+/// other prefix, and a missing or unreadable uuid, leaves the target type
+/// unknown: such a device may be dm-crypt made by hand with `dmsetup`, so it
+/// is neither passed nor taken for a plain disk.
+pub(super) const DM_NON_ENCRYPTING_UUID_PREFIXES: [&str; 6] = [
+    "LVM-",
+    "CRYPT-VERITY-",
+    "CRYPT-INTEGRITY-",
+    "CRYPT-SUBDEV-",
+    "mpath-",
+    "DMRAID-",
+];
+
+/// kpartx's partitions of a device-mapper device: `part<N>-<uuid of the whole>`.
+fn is_dm_partition_uuid(uuid: &str) -> bool {
+    uuid.strip_prefix("part")
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(number, _)| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// Filesystems that hold no persistent local data of their own.
 pub(super) const NOT_COUNTED_FS_TYPES: [&str; 30] = [
@@ -92,22 +118,27 @@ pub(super) fn protection_of(
     let Some(device) = devices.get(name) else {
         return Protection::Unknown(format!("block device {name} is not in /sys/class/block"));
     };
-    if let Some(uuid) = &device.dm_uuid {
+    let device_mapper =
+        device.device_mapper || device.dm_uuid.is_some() || device.dm_uuid_error.is_some();
+    if device_mapper {
+        if let Some(reason) = device_mapper_unknown(device) {
+            return Protection::Unknown(reason);
+        }
+        let uuid = device.dm_uuid.as_deref().unwrap_or_default();
         if let Some((_, kind)) = DM_CRYPT_UUID_PREFIXES
             .iter()
             .find(|(p, _)| uuid.starts_with(p))
         {
             return Protection::Encrypted(vec![format!("{name} ({kind})")]);
         }
-    }
-    if device.slaves.is_empty() {
-        if device.dm_uuid.is_some() {
+        if device.slaves.is_empty() {
             // A device-mapper device with nothing under it (e.g. dm-zero, or
             // an error target): nothing to trace.
             return Protection::Unknown(format!(
                 "device-mapper device {name} has no underlying device"
             ));
         }
+    } else if device.slaves.is_empty() {
         return Protection::Plain(vec![name.to_owned()]);
     }
     // Every path down must be encrypted: an LV spanning one encrypted and one
@@ -128,6 +159,37 @@ pub(super) fn protection_of(
     }
 }
 
+/// Why a device-mapper device's target type cannot be told from its
+/// `dm/uuid`, or `None` when the uuid names a crypt or a non-encrypting
+/// target.
+fn device_mapper_unknown(device: &BlockDevice) -> Option<String> {
+    let name = &device.name;
+    if let Some(error) = &device.dm_uuid_error {
+        return Some(format!(
+            "{error}, so whether device-mapper device {name} is dm-crypt cannot be told"
+        ));
+    }
+    let uuid = device.dm_uuid.as_deref().unwrap_or_default();
+    if uuid.is_empty() {
+        return Some(format!(
+            "device-mapper device {name} has no dm/uuid, so whether it is dm-crypt cannot be told"
+        ));
+    }
+    let known = DM_CRYPT_UUID_PREFIXES
+        .iter()
+        .any(|(p, _)| uuid.starts_with(p))
+        || DM_NON_ENCRYPTING_UUID_PREFIXES
+            .iter()
+            .any(|p| uuid.starts_with(p))
+        || is_dm_partition_uuid(uuid);
+    (!known).then(|| {
+        format!(
+            "device-mapper device {name} has dm/uuid {uuid:?}, whose prefix names no target \
+             type known here, so whether it is dm-crypt cannot be told"
+        )
+    })
+}
+
 /// What was decided about one mount or swap area.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Finding {
@@ -146,6 +208,10 @@ pub(super) enum FindingStatus {
     Unknown,
     /// Looked at and deliberately not counted (removable, zram).
     Excluded,
+    /// Not encrypted, and not counted: `/boot` or the EFI system partition
+    /// (`boot.rs`). Kept apart from `Excluded` because a swap file on it is
+    /// still not encrypted.
+    UnencryptedBoot,
 }
 
 impl FindingStatus {
@@ -155,6 +221,7 @@ impl FindingStatus {
             Self::NotEncrypted => "not_encrypted",
             Self::Unknown => "unknown",
             Self::Excluded => "excluded",
+            Self::UnencryptedBoot => "unencrypted_boot",
         }
     }
 }
@@ -270,13 +337,22 @@ pub(super) fn findings(facts: &LinuxDiskFacts, policy: &DiskEncryptionPolicy) ->
             continue;
         }
         let device = device_of(mount.major, mount.minor, &mount.source, facts);
-        out.push(judge_device(
+        let mut finding = judge_device(
             &mount.mount_point,
             &mount.source,
             &mount.fs_type,
             device,
             facts,
-        ));
+        );
+        if finding.status == FindingStatus::NotEncrypted
+            && is_boot_partition(mount, finding.device.as_deref(), &facts.mounts, |other| {
+                device_of(other.major, other.minor, &other.source, facts)
+            })
+        {
+            finding.status = FindingStatus::UnencryptedBoot;
+            finding.detail = format!("{}; not counted: it {BOOT_PARTITION_NOTE}", finding.detail);
+        }
+        out.push(finding);
     }
     if policy.include_swap {
         for swap in &facts.swaps {
@@ -295,6 +371,12 @@ pub(super) fn findings(facts: &LinuxDiskFacts, policy: &DiskEncryptionPolicy) ->
                         source: swap.path.clone(),
                         fs_type: "swap".into(),
                         detail: format!("swap file on {}: {}", h.mount_point, h.detail),
+                        // Memory paged out to an unencrypted /boot is user
+                        // data in the clear, whatever /boot itself holds.
+                        status: match h.status {
+                            FindingStatus::UnencryptedBoot => FindingStatus::NotEncrypted,
+                            other => other,
+                        },
                         ..h
                     },
                     None => Finding {
@@ -341,18 +423,42 @@ pub(super) fn evaluate_linux(facts: &LinuxDiskFacts, policy: &DiskEncryptionPoli
         .collect();
     let counted: Vec<&Finding> = findings
         .iter()
-        .filter(|f| f.status != FindingStatus::Excluded)
+        .filter(|f| {
+            !matches!(
+                f.status,
+                FindingStatus::Excluded | FindingStatus::UnencryptedBoot
+            )
+        })
         .collect();
-    let plain: Vec<&str> = counted
+    let plain_findings: Vec<&Finding> = counted
         .iter()
+        .copied()
         .filter(|f| f.status == FindingStatus::NotEncrypted)
+        .collect();
+    let plain: Vec<&str> = plain_findings
+        .iter()
         .map(|f| f.mount_point.as_str())
         .collect();
-    let unknown: Vec<&str> = counted
+    // The reason goes into the summary: "unknown" alone sends an operator
+    // to the evidence for what the agent already knows.
+    let unknown: Vec<String> = counted
         .iter()
         .filter(|f| f.status == FindingStatus::Unknown)
+        .map(|f| format!("{} ({})", f.mount_point, f.detail))
+        .collect();
+    let boot: Vec<&str> = findings
+        .iter()
+        .filter(|f| f.status == FindingStatus::UnencryptedBoot)
         .map(|f| f.mount_point.as_str())
         .collect();
+    let boot_note = if boot.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; not counted, unencrypted: {} (boot loader and kernel, no user data)",
+            boot.join(", ")
+        )
+    };
 
     let verdict = if counted.is_empty() {
         // Nothing to judge is not the same as nothing unencrypted.
@@ -370,26 +476,98 @@ pub(super) fn evaluate_linux(facts: &LinuxDiskFacts, policy: &DiskEncryptionPoli
                 plain.join(", ")
             ),
         )
-        .with_fix(
-            "Encrypt the disk with LUKS: back up your files, then reinstall choosing \
-             \"Guided - use entire disk and set up encrypted LVM\" (or ask IT for the encrypted \
-             build). An agent cannot encrypt a disk in place.",
-        )
+        .with_fix(fix_text(&plain_findings))
     } else if !unknown.is_empty() {
         Verdict::new(
             CheckStatus::Unknown,
             format!(
                 "could not tell whether these are encrypted: {}",
-                unknown.join(", ")
+                unknown.join("; ")
             ),
         )
     } else {
         Verdict::new(
             CheckStatus::Pass,
-            format!("all {} persistent mounts sit on dm-crypt", counted.len()),
+            format!(
+                "all {} persistent mounts sit on dm-crypt{boot_note}",
+                counted.len()
+            ),
         )
     };
     verdict
         .with_evidence("mounts", evidence)
         .with_evidence("include_swap", policy.include_swap)
+}
+
+/// The fix for the mounts that failed, one step per kind, each one that
+/// makes the check pass once done: a plain root needs a reinstall with the
+/// installer's encryption (which leaves `/boot` and the EFI partition in the
+/// clear, and that passes), another filesystem its own LUKS container, a
+/// swap partition a random key at each boot, a swap file another home. It
+/// never asks to encrypt `/boot`, which the rule does not count.
+pub(super) fn fix_text(plain: &[&Finding]) -> String {
+    let is_swap = |f: &&&Finding| f.fs_type == "swap";
+    let mut steps = Vec::new();
+    // One step per filesystem, not per mount point: a bind mount or a
+    // second mount of a filesystem already named (`/boot` as a directory of
+    // a plain `/`) is fixed with it, and must not get its own advice.
+    let mut named_devices: Vec<String> = Vec::new();
+    let mut first_of_its_device = |f: &&Finding| match &f.device {
+        Some(device) if named_devices.contains(device) => false,
+        Some(device) => {
+            named_devices.push(device.clone());
+            true
+        }
+        None => true,
+    };
+    let root = plain.iter().find(|f| f.mount_point == "/");
+    if let Some(root) = root {
+        first_of_its_device(root);
+        steps.push(
+            "Encrypt the system disk: back up your files, then reinstall with the installer's \
+             disk encryption (Debian: \"Guided - use entire disk and set up encrypted LVM\"; \
+             Ubuntu: \"Advanced features\", \"Use LVM and encryption\"; Fedora: \"Encrypt my \
+             data\"), or ask IT for the encrypted build. The installer leaves /boot and the EFI \
+             partition unencrypted; that is compliant."
+                .to_owned(),
+        );
+    }
+    let filesystems: Vec<&str> = plain
+        .iter()
+        .filter(|f| f.mount_point != "/" && !is_swap(f))
+        .filter(|f| first_of_its_device(f))
+        .map(|f| f.mount_point.as_str())
+        .collect();
+    if !filesystems.is_empty() {
+        steps.push(format!(
+            "Put {} on LUKS: back up its files, format its partition with `cryptsetup \
+             luksFormat`, open it from /etc/crypttab, make the filesystem again on the opened \
+             device and restore the files (or ask IT).",
+            filesystems.join(", ")
+        ));
+    }
+    let (swap_partitions, swap_files): (Vec<&&Finding>, Vec<&&Finding>) = plain
+        .iter()
+        .filter(is_swap)
+        .partition(|f| f.source.starts_with("/dev/"));
+    if !swap_partitions.is_empty() {
+        let names: Vec<&str> = swap_partitions.iter().map(|f| f.source.as_str()).collect();
+        steps.push(format!(
+            "Encrypt swap on {} with a new random key at each boot: map it in /etc/crypttab \
+             with `/dev/urandom swap,cipher=aes-xts-plain64,size=512` and point its /etc/fstab \
+             line at the mapped device, or turn that swap off (swapoff, and remove it from \
+             /etc/fstab).",
+            names.join(", ")
+        ));
+    }
+    if !swap_files.is_empty() {
+        let names: Vec<&str> = swap_files.iter().map(|f| f.source.as_str()).collect();
+        steps.push(format!(
+            "Move the swap file {} onto an encrypted filesystem, or turn it off (swapoff, and \
+             remove it from /etc/fstab).",
+            names.join(", ")
+        ));
+    }
+    steps.push("An agent cannot encrypt a disk in place.".to_owned());
+    steps.join(" ")
 }

@@ -54,6 +54,12 @@ pub(super) fn probe(host: &Host) -> Result<LinuxDiskFacts, ProbeError> {
                 })
             })
             .is_some_and(|s| s.trim() == "1");
+        // An unreadable uuid is kept as such: it hides the target type, so
+        // the evaluator must not take the device for a plain one.
+        let (dm_uuid, dm_uuid_error) = match host.read_optional(&format!("{base}/dm/uuid")) {
+            Ok(text) => (text.map(|t| t.trim().to_owned()), None),
+            Err(err) => (None, Some(format!("cannot read {base}/dm/uuid: {err}"))),
+        };
         devices.insert(
             name.clone(),
             BlockDevice {
@@ -61,7 +67,9 @@ pub(super) fn probe(host: &Host) -> Result<LinuxDiskFacts, ProbeError> {
                 major,
                 minor,
                 slaves,
-                dm_uuid: read_trimmed("dm/uuid"),
+                device_mapper: host.exists(&format!("{base}/dm")),
+                dm_uuid,
+                dm_uuid_error,
                 dm_name: read_trimmed("dm/name"),
                 removable,
             },

@@ -13,9 +13,17 @@
 //! Not counted on Linux: pseudo and in-memory filesystems, network and
 //! host-shared filesystems, read-only images (squashfs, iso9660), a
 //! container's overlay, removable media (that is `usb_storage`'s business),
-//! and zram swap. A mount whose device cannot be traced is `unknown`, never
-//! `pass`; ZFS is reported `unknown` because its native encryption is not
-//! inspected yet.
+//! zram swap, and an unencrypted `/boot`, `/boot/efi` or `/efi` that is a
+//! whole filesystem of its own, mounted nowhere else (`boot.rs`): it holds
+//! the boot loader and kernel, no user data, and every distribution's
+//! encrypted install leaves it so, as BitLocker and FileVault do theirs. A
+//! swap file on it still fails. A mount whose device cannot be traced is
+//! `unknown`, never `pass`, and so is one on a device-mapper device whose
+//! target type cannot be read (a `dm/uuid` unreadable, empty, or of a prefix
+//! not known to encrypt or not): it is never taken for a plain disk. ZFS is
+//! reported `unknown` because its native encryption is not inspected yet.
+//! The fix names one step per failing kind (reinstall for `/`, LUKS for
+//! another filesystem, a random key for swap), none of which still fails.
 //!
 //! Windows probe: WMI's `Win32_EncryptableVolume` in
 //! `root\CIMV2\Security\MicrosoftVolumeEncryption` (through
@@ -33,9 +41,10 @@
 //!
 //! The folder: this file holds the facts, the [`Rule`] impl and which probe
 //! runs; `linux.rs` and `windows.rs` (and `macos.rs`) gather the facts,
-//! `parse.rs` reads Linux's text, `evaluate.rs` and `evaluate_windows.rs`
-//! decide. Only the probes reach the machine.
+//! `parse.rs` reads Linux's text, `evaluate.rs` (with `boot.rs`) and
+//! `evaluate_windows.rs` decide. Only the probes reach the machine.
 
+mod boot;
 mod evaluate;
 mod evaluate_windows;
 // Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
@@ -119,6 +128,10 @@ pub struct LinuxDiskFacts {
 pub struct MountEntry {
     pub major: u32,
     pub minor: u32,
+    /// The directory of the filesystem that is mounted here: `/` for a whole
+    /// filesystem, a subdirectory for a bind mount (`mount --bind /srv/x
+    /// /boot`) or a btrfs subvolume (`/root`).
+    pub root: String,
     pub mount_point: String,
     pub fs_type: String,
     pub source: String,
@@ -140,8 +153,14 @@ pub struct BlockDevice {
     pub minor: u32,
     /// The devices this one is built on (`slaves/`).
     pub slaves: Vec<String>,
-    /// `dm/uuid` for device-mapper devices.
+    /// A device-mapper device: sysfs gives it a `dm/` directory.
+    pub device_mapper: bool,
+    /// `dm/uuid` for device-mapper devices, trimmed. Its prefix is the only
+    /// place sysfs tells the target type (crypt, LVM, multipath); a device
+    /// made with plain `dmsetup create` has an empty one.
     pub dm_uuid: Option<String>,
+    /// Why `dm/uuid` exists but could not be read.
+    pub dm_uuid_error: Option<String>,
     /// `dm/name` for device-mapper devices.
     pub dm_name: Option<String>,
     /// The disk (or its parent disk) reports removable media.
@@ -225,5 +244,8 @@ use linux::probe as probe_linux;
 
 #[cfg(test)]
 mod tests;
+// Builds sysfs trees with symlinks, as the kernel lays them out.
+#[cfg(all(test, unix))]
+mod tests_boot;
 #[cfg(test)]
 mod tests_windows;

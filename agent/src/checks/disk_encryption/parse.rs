@@ -26,6 +26,7 @@ pub fn parse_mountinfo(text: &str) -> Result<Vec<MountEntry>, String> {
         mounts.push(MountEntry {
             major,
             minor,
+            root: unescape_octal(fields[3]),
             mount_point: unescape_octal(fields[4]),
             fs_type: fields[separator + 1].to_owned(),
             source: unescape_octal(fields[separator + 2]),

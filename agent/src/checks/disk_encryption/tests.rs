@@ -15,7 +15,7 @@ const FIXTURES: &str = concat!(
     "/tests/fixtures/linux/disk_encryption"
 );
 
-fn policy(include_swap: bool) -> DiskEncryptionPolicy {
+pub(super) fn policy(include_swap: bool) -> DiskEncryptionPolicy {
     DiskEncryptionPolicy {
         settings: RuleSettings {
             mode: Mode::Nudge,
@@ -167,7 +167,9 @@ fn device(name: &str, major: u32, minor: u32, slaves: &[&str], uuid: Option<&str
         major,
         minor,
         slaves: slaves.iter().map(|s| (*s).to_owned()).collect(),
+        device_mapper: uuid.is_some(),
         dm_uuid: uuid.map(str::to_owned),
+        dm_uuid_error: None,
         dm_name: None,
         removable: false,
     }
@@ -177,6 +179,7 @@ fn mount(point: &str, major: u32, minor: u32, fs: &str, source: &str) -> MountEn
     MountEntry {
         major,
         minor,
+        root: "/".into(),
         mount_point: point.into(),
         fs_type: fs.into(),
         source: source.into(),
@@ -243,7 +246,7 @@ fn evaluator_table() {
             CheckStatus::Pass,
         ),
         (
-            "unencrypted /boot partition counts (fails)",
+            "an unencrypted separate /boot partition is not counted",
             facts(
                 vec![
                     mount("/", 253, 1, "ext4", "/dev/mapper/vg-root"),
@@ -252,7 +255,7 @@ fn evaluator_table() {
                 vec![],
                 laptop_devices(),
             ),
-            CheckStatus::Fail,
+            CheckStatus::Pass,
         ),
         (
             "plain root",
@@ -446,7 +449,7 @@ fn every_counted_mount_is_in_the_evidence_with_its_status() {
         statuses,
         vec![
             ("/".to_owned(), "encrypted".to_owned()),
-            ("/boot".to_owned(), "not_encrypted".to_owned())
+            ("/boot".to_owned(), "unencrypted_boot".to_owned())
         ]
     );
     assert_eq!(verdict.evidence["include_swap"], Value::Bool(true));

@@ -44,7 +44,7 @@ use serde_json::{Map, json};
 
 use super::{
     Decision, UsbEntry, classify_usb_entry, decide, device_label, is_mass_storage, probe_device,
-    probe_interface,
+    probe_driver_loading, probe_interface,
 };
 use crate::enforce::plan::{Plan, Step, run_checked, write_attribute, write_if_different};
 use crate::sys::{CommandSpec, Host, Uevent};
@@ -421,7 +421,9 @@ fn device_action(
             return Ok(None);
         }
     }
-    let decision = decide(&device, policy);
+    // The device has just arrived, before any driver binds: whether one can
+    // bind decides, as in the check.
+    let decision = decide(&device, policy, &probe_driver_loading(host));
     let (action, steps, extra) = match &decision {
         Decision::NotAllowed => {
             let path = format!("{dir}/authorized");

@@ -7,9 +7,11 @@ use palisade_shared::policy::{UsbDeviceMatch, UsbStorageMode, UsbStoragePolicy};
 use palisade_shared::report::CheckStatus;
 use serde_json::{Map, Value, json};
 
+use std::collections::BTreeSet;
+
 use super::{
-    BlockDeviceScan, LinuxUsbFacts, MASS_STORAGE_CLASS, ModuleRules, PreventiveControls, UsbBus,
-    UsbDevice, UsbGuardState, UsbInterface,
+    BlockDeviceScan, InterfaceDriver, LinuxUsbFacts, MASS_STORAGE_CLASS, ModprobeControls,
+    ModuleRules, PreventiveControls, UsbBus, UsbDevice, UsbGuardState, UsbInterface,
 };
 use crate::checks::Verdict;
 
@@ -25,8 +27,10 @@ pub(super) const FIX_READ_ONLY: &str = "Remove the USB storage device, or ask IT
 /// What was decided about one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
-    /// The kernel has deauthorized the device or its storage interfaces.
-    Blocked(&'static str),
+    /// The kernel lets no storage driver work with it: the device or its
+    /// storage interfaces are deauthorized, or unbound with no driver able
+    /// to load. Why, in words.
+    Blocked(String),
     Allowlisted(String),
     PermittedByPolicy,
     AllReadOnly(Vec<String>),
@@ -50,7 +54,7 @@ impl Decision {
 
     pub(crate) fn detail(&self) -> String {
         match self {
-            Self::Blocked(why) => (*why).to_owned(),
+            Self::Blocked(why) => why.clone(),
             Self::Allowlisted(entry) => format!("matches allowlist entry {entry}"),
             Self::PermittedByPolicy => "the policy allows USB storage".into(),
             Self::AllReadOnly(names) => format!("read-only: {}", names.join(", ")),
@@ -106,20 +110,99 @@ pub(crate) fn device_label(device: &UsbDevice) -> String {
     }
 }
 
-pub(crate) fn decide(device: &UsbDevice, policy: &UsbStoragePolicy) -> Decision {
+/// Whether a USB storage driver can still bind to an interface that has
+/// none now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DriverLoading {
+    /// Neither `usb_storage` nor `uas` is in the kernel and loading
+    /// `usb-storage` is replaced by a command that loads nothing (or the
+    /// kernel loads no modules at all). Why, in words.
+    Prevented(String),
+    /// A `modprobe` (udev's, on the next uevent, or anyone's) can bind one.
+    Possible,
+}
+
+/// Decides [`DriverLoading`] from the kmod configuration and the modules in
+/// the kernel. Only `usb-storage`'s `install` line matters: `uas` depends on
+/// it, and kmod replaces the dependency's load with the command too (the
+/// dry runs in the fixtures' SOURCES.md), while `usb-storage` alone drives a
+/// UAS device through its bulk-only setting. Each module must be seen absent
+/// from both `/proc/modules` and `/sys/module` (built-in ones are only in
+/// the latter), and anything unread keeps loading possible.
+pub(crate) fn driver_loading(
+    modprobe: &Result<ModprobeControls, String>,
+    loaded_modules: &Result<Option<BTreeSet<String>>, String>,
+    sys_module: &Result<Option<BTreeSet<String>>, String>,
+) -> DriverLoading {
+    const STORAGE_MODULES: [&str; 2] = ["usb_storage", "uas"];
+    let (Ok(Some(loaded)), Ok(Some(in_kernel))) = (loaded_modules, sys_module) else {
+        return DriverLoading::Possible;
+    };
+    if STORAGE_MODULES
+        .iter()
+        .any(|m| loaded.contains(*m) || in_kernel.contains(*m))
+    {
+        return DriverLoading::Possible;
+    }
+    match modprobe {
+        Ok(config) => match (
+            &config.usb_storage.install,
+            config.usb_storage.install_disables_loading(),
+        ) {
+            (Some(line), true) => DriverLoading::Prevented(format!(
+                "usb-storage and uas are not in the kernel, and `install usb-storage {}` in {} \
+                 replaces loading them",
+                line.value, line.file
+            )),
+            _ => DriverLoading::Possible,
+        },
+        Err(_) => DriverLoading::Possible,
+    }
+}
+
+/// Why the kernel lets nothing use a mass-storage interface, or `None` when
+/// a storage driver is, or can be, bound to it.
+fn interface_blocked(interface: &UsbInterface, loading: &DriverLoading) -> Option<String> {
+    if !interface.authorized {
+        return Some(format!(
+            "the kernel has deauthorized its mass-storage interface {} (authorized = 0)",
+            interface.name
+        ));
+    }
+    match (&interface.driver, loading) {
+        (InterfaceDriver::NotBound, DriverLoading::Prevented(why)) => Some(format!(
+            "no driver is bound to its mass-storage interface {} and none can load: {why}",
+            interface.name
+        )),
+        _ => None,
+    }
+}
+
+pub(crate) fn decide(
+    device: &UsbDevice,
+    policy: &UsbStoragePolicy,
+    loading: &DriverLoading,
+) -> Decision {
     if !device.authorized {
-        return Decision::Blocked("the kernel has deauthorized the device (authorized = 0)");
+        return Decision::Blocked("the kernel has deauthorized the device (authorized = 0)".into());
     }
     let mass_storage = is_mass_storage(device);
-    let storage_interfaces: Vec<&UsbInterface> = device
+    // Only the storage interfaces a driver can use count: a composite
+    // device's keyboard interface stays usable when its storage is blocked.
+    let mut blocked_reasons = Vec::new();
+    let mut storage_interfaces: Vec<&UsbInterface> = Vec::new();
+    for interface in device
         .interfaces
         .iter()
         .filter(|i| i.class == Some(MASS_STORAGE_CLASS))
-        .collect();
-    if mass_storage == Some(true) && storage_interfaces.iter().all(|i| !i.authorized) {
-        return Decision::Blocked(
-            "the kernel has deauthorized its mass-storage interfaces (authorized = 0)",
-        );
+    {
+        match interface_blocked(interface, loading) {
+            Some(reason) => blocked_reasons.push(reason),
+            None => storage_interfaces.push(interface),
+        }
+    }
+    if mass_storage == Some(true) && storage_interfaces.is_empty() {
+        return Decision::Blocked(blocked_reasons.join("; "));
     }
     let allowlisted = match (device.vendor_id, device.product_id) {
         (Some(vendor), Some(product)) => policy
@@ -155,7 +238,7 @@ pub(super) fn decide_read_only(storage_interfaces: &[&UsbInterface]) -> Decision
     let mut read_only = Vec::new();
     let mut writable = Vec::new();
     let mut problems = Vec::new();
-    for interface in storage_interfaces.iter().filter(|i| i.authorized) {
+    for interface in storage_interfaces {
         match &interface.block_devices {
             BlockDeviceScan::Found(devices) => {
                 for device in devices {
@@ -203,6 +286,11 @@ pub(super) fn device_evidence(
                 "subclass": i.subclass.map(|c| format!("{c:02x}")),
                 "protocol": i.protocol.map(|c| format!("{c:02x}")),
                 "authorized": i.authorized,
+                "driver": match &i.driver {
+                    InterfaceDriver::Bound(name) => json!(name),
+                    InterfaceDriver::NotBound => Value::Null,
+                    InterfaceDriver::Unreadable(reason) => json!(format!("unknown: {reason}")),
+                },
             });
             match &i.block_devices {
                 BlockDeviceScan::NotScanned => {}
@@ -277,14 +365,17 @@ pub(super) fn controls_evidence(controls: &PreventiveControls) -> (Value, Vec<St
         }
         Err(reason) => json!(format!("unknown: {reason}")),
     };
-    let loaded = match &controls.loaded_modules {
-        Ok(Some(modules)) => json!({
-            "usb_storage": modules.contains("usb_storage"),
-            "uas": modules.contains("uas"),
-        }),
-        Ok(None) => json!("unknown: /proc/modules does not exist"),
-        Err(reason) => json!(format!("unknown: {reason}")),
-    };
+    let storage_modules_in =
+        |modules: &Result<Option<BTreeSet<String>>, String>, source: &str| match modules {
+            Ok(Some(modules)) => json!({
+                "usb_storage": modules.contains("usb_storage"),
+                "uas": modules.contains("uas"),
+            }),
+            Ok(None) => json!(format!("unknown: {source} does not exist")),
+            Err(reason) => json!(format!("unknown: {reason}")),
+        };
+    let loaded = storage_modules_in(&controls.loaded_modules, "/proc/modules");
+    let in_kernel = storage_modules_in(&controls.sys_module, "/sys/module");
     let usbguard = match &controls.usbguard {
         UsbGuardState::Active => {
             in_place.push("USBGuard is active".into());
@@ -303,6 +394,7 @@ pub(super) fn controls_evidence(controls: &PreventiveControls) -> (Value, Vec<St
         json!({
             "modprobe": modprobe,
             "modules_loaded": loaded,
+            "modules_in_kernel": in_kernel,
             "usbguard": usbguard,
         }),
         in_place,
@@ -348,6 +440,11 @@ pub(super) fn pass_summary(
 /// Decides the rule from the facts.
 pub fn evaluate(facts: &LinuxUsbFacts, policy: &UsbStoragePolicy) -> Verdict {
     let (mut controls, mut in_place) = controls_evidence(&facts.controls);
+    let loading = driver_loading(
+        &facts.controls.modprobe,
+        &facts.controls.loaded_modules,
+        &facts.controls.sys_module,
+    );
     let allowlist: Vec<String> = policy.allow.iter().map(UsbDeviceMatch::to_string).collect();
     let devices = match &facts.usb_bus {
         UsbBus::Absent => {
@@ -382,7 +479,7 @@ pub fn evaluate(facts: &LinuxUsbFacts, policy: &UsbStoragePolicy) -> Verdict {
         if mass_storage == Some(false) {
             continue;
         }
-        let decision = decide(device, policy);
+        let decision = decide(device, policy, &loading);
         evidence_devices.push(device_evidence(device, mass_storage, &decision));
         decisions.push((device, decision));
     }

@@ -108,7 +108,9 @@ pub(super) fn decide(
     removable: &RemovableStoragePolicy,
 ) -> Decision {
     if device.started == Some(false) {
-        return Decision::Blocked("Windows runs no driver for it (its storage driver is disabled)");
+        return Decision::Blocked(
+            "Windows runs no driver for it (its storage driver is disabled)".into(),
+        );
     }
     let id = identity(device);
     match &id {
@@ -134,9 +136,9 @@ pub(super) fn decide(
     match policy.storage {
         UsbStorageMode::Allow => Decision::PermittedByPolicy,
         UsbStorageMode::Block => match (read, write) {
-            (Denial::InForce, Denial::InForce) => {
-                Decision::Blocked("Group Policy denies reading and writing removable storage")
-            }
+            (Denial::InForce, Denial::InForce) => Decision::Blocked(
+                "Group Policy denies reading and writing removable storage".into(),
+            ),
             (Denial::Unreadable(reason), _) | (_, Denial::Unreadable(reason)) => Decision::Unknown(
                 format!("the removable storage policy is unreadable: {reason}"),
             ),

@@ -3,17 +3,18 @@
 //! `/proc/modules` and (live system only) USBGuard's state through [`Host`],
 //! and hands the text to the pure parsers in `parse.rs`. Judges nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use super::evaluate::{DriverLoading, driver_loading};
 use super::parse::{
-    UsbEntry, classify_usb_entry, effective_modprobe_files, parse_authorized, parse_class_code,
-    parse_modprobe_config, parse_proc_modules, parse_read_only_flag, parse_systemctl_is_active,
-    parse_usb_id,
+    UsbEntry, classify_usb_entry, effective_modprobe_files, normalize_module_name,
+    parse_authorized, parse_class_code, parse_modprobe_config, parse_proc_modules,
+    parse_read_only_flag, parse_systemctl_is_active, parse_usb_id,
 };
 use super::{
-    BLOCK_SEARCH_DEPTH, BlockDeviceScan, BlockDeviceState, LinuxUsbFacts, MASS_STORAGE_CLASS,
-    MODPROBE_CONFIG_DIRS, ModprobeControls, PreventiveControls, USBGUARD_DAEMON_CONFIG, UsbBus,
-    UsbDevice, UsbGuardState, UsbInterface,
+    BLOCK_SEARCH_DEPTH, BlockDeviceScan, BlockDeviceState, InterfaceDriver, LinuxUsbFacts,
+    MASS_STORAGE_CLASS, MODPROBE_CONFIG_DIRS, ModprobeControls, PreventiveControls,
+    USBGUARD_DAEMON_CONFIG, UsbBus, UsbDevice, UsbGuardState, UsbInterface,
 };
 use crate::checks::ProbeError;
 use crate::sys::{CommandError, CommandSpec, Host};
@@ -143,7 +144,27 @@ pub(crate) fn probe_interface(host: &Host, name: &str, dir: &str) -> UsbInterfac
         authorized: attribute("authorized")
             .as_deref()
             .is_none_or(parse_authorized),
+        driver: bound_driver(host, dir),
         block_devices,
+    }
+}
+
+/// The driver bound to an interface: the last component of its `driver`
+/// link (`…/bus/usb/drivers/usb-storage`). A prepared tree may hold a plain
+/// file or directory of that name instead, which names nothing and is read
+/// as unreadable, never as "no driver".
+pub(super) fn bound_driver(host: &Host, dir: &str) -> InterfaceDriver {
+    let path = host.path(&format!("{dir}/driver"));
+    match std::fs::read_link(&path) {
+        Ok(target) => match target.file_name() {
+            Some(name) => InterfaceDriver::Bound(name.to_string_lossy().into_owned()),
+            None => InterfaceDriver::Unreadable(format!(
+                "{dir}/driver points to {}, which names no driver",
+                target.display()
+            )),
+        },
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => InterfaceDriver::NotBound,
+        Err(err) => InterfaceDriver::Unreadable(format!("cannot read {dir}/driver: {err}")),
     }
 }
 
@@ -227,12 +248,40 @@ pub(super) fn is_real_directory(host: &Host, absolute: &str) -> bool {
 pub(super) fn probe_controls(host: &Host) -> PreventiveControls {
     PreventiveControls {
         modprobe: probe_modprobe(host),
-        loaded_modules: match host.read_optional("/proc/modules") {
-            Ok(text) => Ok(text.as_deref().map(parse_proc_modules)),
-            Err(err) => Err(format!("cannot read /proc/modules: {err}")),
-        },
+        loaded_modules: probe_loaded_modules(host),
+        sys_module: probe_sys_module(host),
         usbguard: probe_usbguard(host),
     }
+}
+
+pub(super) fn probe_loaded_modules(host: &Host) -> Result<Option<BTreeSet<String>>, String> {
+    match host.read_optional("/proc/modules") {
+        Ok(text) => Ok(text.as_deref().map(parse_proc_modules)),
+        Err(err) => Err(format!("cannot read /proc/modules: {err}")),
+    }
+}
+
+pub(super) fn probe_sys_module(host: &Host) -> Result<Option<BTreeSet<String>>, String> {
+    match host.list_dir("/sys/module") {
+        Ok(names) => Ok(names.map(|names| {
+            names
+                .iter()
+                .map(|name| normalize_module_name(name))
+                .collect()
+        })),
+        Err(err) => Err(format!("cannot read /sys/module: {err}")),
+    }
+}
+
+/// Whether a storage driver can still bind, from the kmod configuration and
+/// the modules in the kernel, for the enforcer, which decides each device as
+/// it arrives (before any driver has bound) without the rest of the check.
+pub(crate) fn probe_driver_loading(host: &Host) -> DriverLoading {
+    driver_loading(
+        &probe_modprobe(host),
+        &probe_loaded_modules(host),
+        &probe_sys_module(host),
+    )
 }
 
 pub(super) fn probe_modprobe(host: &Host) -> Result<ModprobeControls, String> {

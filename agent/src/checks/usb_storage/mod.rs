@@ -7,22 +7,32 @@
 //! - the USB devices in `/sys/bus/usb/devices/*`: device entries (`usb1`,
 //!   `2-1`) with `idVendor`, `idProduct`, `serial`, `manufacturer`, `product`,
 //!   `authorized`, `busnum`, `devnum`; interface entries (`2-1:1.0`) with
-//!   `bInterfaceClass`. A device is mass storage when one of its interfaces
-//!   has class `08` (bulk-only and UAS alike). In real sysfs these entries are
-//!   symlinks into `/sys/devices`; the probe reads files by path and never
-//!   resolves links, so a prepared tree of plain directories works the same;
+//!   `bInterfaceClass`, `authorized` and the `driver` link (the only link
+//!   read, and only its name). A device is mass storage when one of its
+//!   interfaces has class `08` (bulk-only and UAS alike). In real sysfs
+//!   these entries are symlinks into `/sys/devices`; the probe reads files
+//!   by path, so a prepared tree of plain directories works the same;
 //! - for `read_only`, the `ro` flag of every block device found under a
 //!   mass-storage interface (`<interface>/host*/target*/*:*:*:*/block/sdX/ro`);
-//! - the preventive controls, reported as evidence: kmod configuration in the
-//!   `modprobe.d` directories (`install usb-storage /bin/false` and friends,
-//!   `blacklist`), whether `usb_storage`/`uas` are loaded (`/proc/modules`),
-//!   USBGuard (`systemctl is-active usbguard` on the live system only), and
+//! - the preventive controls: kmod configuration in the `modprobe.d`
+//!   directories (`install usb-storage /bin/false` and friends,
+//!   `blacklist`), whether `usb_storage`/`uas` are loaded (`/proc/modules`)
+//!   or built in (`/sys/module`), which decide whether an unbound interface
+//!   can get a driver; and as evidence only, USBGuard (`systemctl is-active
+//!   usbguard` on the live system only) and
 //!   each root hub's `authorized_default`.
 //!
-//! The decision is made per connected mass-storage device, never from the
-//! preventive controls alone: a device the kernel has deauthorized
-//! (`authorized` = 0) is already blocked and never fails; an allowlisted one
-//! passes; the others pass, fail or are `unknown` as the storage mode says.
+//! The decision is made per connected mass-storage device, by what the
+//! kernel lets happen to it, never from presence or the preventive controls
+//! alone: a device the kernel has deauthorized (`authorized` = 0), or whose
+//! every mass-storage interface is deauthorized or has no driver bound while
+//! no storage driver can load (`usb_storage` and `uas` neither loaded nor
+//! built in, and `install usb-storage /bin/false` or `/bin/true` replacing
+//! the load; `uas` needs `usb-storage`), is blocked and never fails. A
+//! `blacklist` line does not count: it only stops loading by alias. An
+//! interface with no driver now, whose driver could still load, is judged
+//! as if bound: a `modprobe` binds it. An allowlisted device passes; the
+//! others pass, fail or are `unknown` as the storage mode says.
 //! Anything the probe cannot read that could hide a device is `unknown`,
 //! never `pass`. A machine without `/sys/bus/usb` is `not_applicable`.
 //!
@@ -60,7 +70,7 @@ mod windows;
 
 pub use evaluate::evaluate;
 pub(crate) use evaluate::{Decision, decide, device_label, is_mass_storage};
-pub(crate) use linux::{probe_device, probe_interface};
+pub(crate) use linux::{probe_device, probe_driver_loading, probe_interface};
 pub use parse::{
     UsbEntry, classify_usb_entry, effective_modprobe_files, normalize_module_name,
     parse_authorized, parse_class_code, parse_modprobe_config, parse_proc_modules,
@@ -203,9 +213,26 @@ pub struct UsbInterface {
     pub protocol: Option<u8>,
     /// False only when the interface's own `authorized` reads `0`.
     pub authorized: bool,
+    /// The driver bound to the interface (its `driver` symlink).
+    pub driver: InterfaceDriver,
     /// The block devices below a mass-storage interface; not looked for on
     /// other interfaces.
     pub block_devices: BlockDeviceScan,
+}
+
+/// Which driver the kernel has bound to an interface: sysfs links
+/// `<interface>/driver` to `/sys/bus/usb/drivers/<name>` while one is bound
+/// (Documentation/ABI/stable/sysfs-bus-usb and the driver-model's
+/// `driver` link), and removes the link when it unbinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InterfaceDriver {
+    /// `usb-storage`, `uas`, `usbhid`, `usbfs` (a program holding it
+    /// through libusb) and so on.
+    Bound(String),
+    /// No `driver` link: nothing is bound now.
+    NotBound,
+    /// The link exists but could not be read.
+    Unreadable(String),
 }
 
 /// The outcome of looking for block devices below an interface.
@@ -228,8 +255,10 @@ pub struct BlockDeviceState {
     pub read_only: Option<bool>,
 }
 
-/// Settings that stop USB storage before any device is plugged in. Evidence
-/// only: the verdict is decided by the devices that are connected.
+/// Settings that stop USB storage before any device is plugged in. They
+/// never pass the rule alone: the verdict is decided by the devices that are
+/// connected, and these only tell whether an interface without a driver can
+/// get one ([`DriverLoading`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreventiveControls {
     /// The effective kmod configuration, or why it could not be read.
@@ -237,6 +266,11 @@ pub struct PreventiveControls {
     /// The loaded modules from `/proc/modules`; `Ok(None)` when the file does
     /// not exist (a kernel built without module support).
     pub loaded_modules: Result<Option<BTreeSet<String>>, String>,
+    /// The names in `/sys/module` (with `_` for `-`): every loaded module,
+    /// and the built-in ones that have parameters, which `usb_storage` and
+    /// `uas` both have (`delay_use`, `quirks`). `Ok(None)` when the directory
+    /// does not exist (a prepared tree).
+    pub sys_module: Result<Option<BTreeSet<String>>, String>,
     pub usbguard: UsbGuardState,
 }
 
@@ -424,3 +458,6 @@ use {
 
 #[cfg(test)]
 mod tests;
+// Builds sysfs trees with symlinks, as the kernel lays them out.
+#[cfg(all(test, unix))]
+mod tests_drivers;

@@ -529,6 +529,16 @@ fn interface(name: &str, class: u8, protocol: u8, block: BlockDeviceScan) -> Usb
         subclass: Some(0x06),
         protocol: Some(protocol),
         authorized: true,
+        // The driver the kernel binds to such an interface.
+        driver: InterfaceDriver::Bound(
+            match (class, protocol) {
+                (0x08, 0x62) => "uas",
+                (0x08, _) => "usb-storage",
+                (0x09, _) => "hub",
+                _ => "usbhid",
+            }
+            .into(),
+        ),
         block_devices: block,
     }
 }
@@ -619,6 +629,7 @@ fn no_controls() -> PreventiveControls {
     PreventiveControls {
         modprobe: Ok(ModprobeControls::default()),
         loaded_modules: Ok(Some(BTreeSet::new())),
+        sys_module: Ok(Some(BTreeSet::new())),
         usbguard: UsbGuardState::NotActive("inactive".into()),
     }
 }
@@ -1066,6 +1077,7 @@ fn preventive_controls_in_place_are_named_in_the_pass_summary_and_evidence() {
             "blacklist usb-storage\ninstall usb-storage /bin/false\n".to_owned(),
         )])),
         loaded_modules: Ok(Some(BTreeSet::from(["uas".to_owned()]))),
+        sys_module: Ok(Some(BTreeSet::from(["uas".to_owned()]))),
         usbguard: UsbGuardState::Active,
     };
     let verdict = evaluate(&with_controls, &policy(UsbStorageMode::Block, &[]));
