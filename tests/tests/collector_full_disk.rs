@@ -58,7 +58,7 @@ async fn a_full_disk_refuses_reports_and_the_collector_recovers_when_space_retur
     let filler = disk.fill();
     // An enrollment is refused too, and makes the collector unhealthy
     // before any report has failed.
-    let mut newcomer = SimulatedDevice::new("full-disk-newcomer");
+    let newcomer = SimulatedDevice::new("full-disk-newcomer");
     let refused = client
         .post(format!("{}/api/v1/enroll", collector.url))
         .body(newcomer.enroll_envelope(&secret, Utc::now()).to_json())
