@@ -50,6 +50,7 @@
 
 pub mod enforce;
 mod evaluate;
+mod evaluate_macos;
 mod evaluate_windows;
 // Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
 // a Linux tree wherever the agent runs, and gets this probe.
@@ -57,6 +58,7 @@ mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
 mod parse;
+pub mod parse_macos;
 #[cfg(windows)]
 mod windows;
 
@@ -88,6 +90,56 @@ pub struct ScreenLock;
 pub enum ScreenLockFacts {
     Linux(LinuxLockFacts),
     Windows(WindowsLockFacts),
+    MacOs(MacLockFacts),
+}
+
+/// macOS: who is at the console and, when someone is, their effective
+/// screen lock values, read in their own context.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MacLockFacts {
+    /// No one is logged in at the console (the login window has it).
+    NoConsoleUser(String),
+    /// Who is at the console could not be read.
+    ConsoleUnreadable(String),
+    ConsoleUser(MacUserLockFacts),
+}
+
+/// One console user's screen lock values, each as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MacUserLockFacts {
+    pub user: String,
+    pub uid: u32,
+    /// `sysadminctl -screenLock status`: "Require password after screen
+    /// saver begins or display is turned off" (macOS 10.13 and later).
+    pub screen_lock: Result<MacScreenLockDelay, String>,
+    /// `defaults -currentHost read com.apple.screensaver idleTime`: seconds
+    /// of idle before the screen saver starts; 0 is never.
+    pub idle_time: RegistryRead<i64>,
+    /// `/Library/Managed Preferences/<user>/com.apple.screensaver.plist`,
+    /// a configuration profile's values for this user.
+    pub managed_user: RegistryRead<ManagedScreenSaver>,
+    /// `/Library/Managed Preferences/com.apple.screensaver.plist`, a
+    /// device profile's values.
+    pub managed_device: RegistryRead<ManagedScreenSaver>,
+}
+
+/// What `sysadminctl -screenLock status` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacScreenLockDelay {
+    Immediate,
+    Seconds(u64),
+    /// No password is asked after the screen saver or display sleep.
+    Off,
+}
+
+/// The `com.apple.screensaver` keys a configuration profile sets; `None`
+/// for a key the profile leaves alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManagedScreenSaver {
+    pub idle_time: Option<i64>,
+    pub ask_for_password: Option<bool>,
+    /// Seconds; profiles write an integer or a real (`5.0` in DISA's STIG).
+    pub ask_for_password_delay: Option<f64>,
 }
 
 /// Windows: the machine-wide inactivity limit and, for each loaded user
@@ -297,6 +349,7 @@ pub fn evaluate(facts: &ScreenLockFacts, policy: &ScreenLockPolicy) -> Verdict {
     match facts {
         ScreenLockFacts::Linux(facts) => evaluate::evaluate_linux(facts, policy),
         ScreenLockFacts::Windows(facts) => evaluate_windows::evaluate(facts, policy),
+        ScreenLockFacts::MacOs(facts) => evaluate_macos::evaluate(facts, policy),
     }
 }
 
@@ -318,3 +371,5 @@ use linux::*;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_macos;
