@@ -34,7 +34,7 @@ pub fn parse_getaccountpolicies(output: &str) -> Result<MacAccountPolicies, Stri
             rest.join(" ")
         ));
     };
-    let value = Value::from_reader_xml(Cursor::new(output[start..].as_bytes()))
+    let value = Value::from_reader_xml(Cursor::new(&output.as_bytes()[start..]))
         .map_err(|err| format!("pwpolicy's property list does not parse: {err}"))?;
     let dict = value
         .as_dictionary()
