@@ -47,14 +47,22 @@
 //! net.exe asks the same `NetUserModalsGet`, so it cannot stand in when
 //! that fails, and it prints translated labels.
 //!
-//! macOS (`pwpolicy getaccountpolicies`) has no probe yet: there the rule
-//! reports `unknown`. Nothing here changes the machine.
+//! macOS: `pwpolicy -getaccountpolicies` run as root, whose global account
+//! policies include those a configuration profile's Passcode payload
+//! installs ([`parse_macos`]). The minimum length is the largest `.{N,}`
+//! among the content rules (anchored `'^.{12,}$'` too), the classes the
+//! union of the `(.*[…].*)` rules; a rule whose length cannot be read makes
+//! a shortfall `unknown`, and no account policy at all fails (nothing sets
+//! a minimum). Lockout and expiry are read; lockout is evidence only. The
+//! parser is tested on Linux; the probe has not run on a real Mac here.
+//! Nothing here changes the machine (the enforcer has no macOS plan).
 //!
 //! The folder: this file holds the facts, the [`Rule`] impl and which probe
-//! runs; `linux.rs` and `windows.rs` (and `macos.rs`) gather the facts;
-//! [`pam`], [`pwquality`], [`login_defs`] and [`parse_windows`] read the
-//! text; `evaluate.rs` (with `stack.rs` and `finding.rs`) and
-//! `evaluate_windows.rs` decide. Only the probes reach the machine.
+//! runs; `linux.rs`, `windows.rs` and `macos.rs` gather the facts;
+//! [`pam`], [`pwquality`], [`login_defs`], [`parse_windows`] and
+//! [`parse_macos`] read the text; `evaluate.rs` (with `stack.rs` and
+//! `finding.rs`), `evaluate_windows.rs` and `evaluate_macos.rs` decide.
+//! Only the probes reach the machine.
 
 mod cracklib;
 pub mod enforce;

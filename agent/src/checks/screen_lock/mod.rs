@@ -39,14 +39,33 @@
 //! when lock-delay is shorter; the policy's "idle delay plus lock delay"
 //! leaves it out, as GNOME's Settings does.
 //!
-//! The check reads; it changes nothing (the enforcer is `enforce.rs`).
-//! macOS and Windows probes are not written yet: there the rule reports
-//! `unknown`.
+//! macOS probe (`macos.rs`, for the root daemon under launchd): the console
+//! user from configd (`sys::console_user_macos`); no one at the console
+//! (the login window) is `not_applicable`. For that user, read in their own
+//! context (`launchctl asuser UID sudo -u USER`, since root's own reads are
+//! empty): `sysadminctl -screenLock status` (the "Require password after
+//! screen saver begins or display is turned off" delay) and `defaults
+//! -currentHost read com.apple.screensaver idleTime`; a configuration
+//! profile's `com.apple.screensaver` values in `/Library/Managed
+//! Preferences` (the user's file, then the device's) win over both. The
+//! screen locks after idleTime plus the delay (`evaluate_macos.rs`); an
+//! unset or zero idleTime, a failed tool or an unreadable profile is
+//! `unknown`. Display sleep (`pmset`), which also locks, is not read yet.
+//! The parsers (`parse_macos.rs`) are tested on Linux; the probe has not
+//! run on a real Mac here.
+//!
+//! Windows probe (`windows.rs`, `evaluate_windows.rs`): the machine
+//! inactivity limit and each loaded user hive's screen saver values.
+//!
+//! The check reads; it changes nothing (the enforcer is `enforce.rs`, which
+//! has no macOS plan yet).
 //!
 //! The folder: this file holds the facts, the [`Rule`] impl and which probe
-//! runs; `linux.rs` (and `windows.rs`, `macos.rs`) gather the facts,
-//! `parse.rs` reads the text, `evaluate.rs` decides, and `enforce.rs` sets
-//! and locks the lock. Only the probes and the enforcer reach the machine.
+//! runs; `linux.rs`, `windows.rs` and `macos.rs` gather the facts,
+//! `parse.rs` and `parse_macos.rs` read the text, `evaluate.rs`,
+//! `evaluate_windows.rs` and `evaluate_macos.rs` decide, and `enforce.rs`
+//! sets and locks the lock. Only the probes and the enforcer reach the
+//! machine.
 
 pub mod enforce;
 mod evaluate;

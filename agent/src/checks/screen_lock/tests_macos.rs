@@ -124,7 +124,7 @@ fn managed_plists() {
             ask_for_password_delay: Some(5.0),
         }
     );
-    let stig = parse_managed_screensaver(&fixture("managed-screensaver-stig-real.plist")).unwrap();
+    let stig = parse_managed_screensaver(&fixture("managed-screensaver-stig-types.plist")).unwrap();
     assert_eq!(stig.ask_for_password, Some(true));
     assert_eq!(stig.ask_for_password_delay, Some(5.0));
     let off = parse_managed_screensaver(&fixture("managed-screensaver-ask-0.plist")).unwrap();
