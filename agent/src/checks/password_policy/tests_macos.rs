@@ -2,8 +2,10 @@
 //! fixtures in `agent/tests/fixtures/macos/password_policy/` (SOURCES.md
 //! says where each comes from) and on typed rules where none was found.
 
-use palisade_shared::policy::{PasswordPolicy, RuleSettings};
-use palisade_shared::report::{CheckStatus, Mode};
+use palisade_shared::policy::PasswordPolicy;
+use palisade_shared::report::CheckStatus;
+
+use super::tests::policy;
 
 use super::parse_macos::{content_rule, parse_getaccountpolicies};
 use super::{MacCharClass, MacContentRule, MacPasswordFacts, PasswordFacts, evaluate};
@@ -14,19 +16,6 @@ fn fixture(name: &str) -> String {
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"))
-}
-
-fn policy(min_length: u32, min_classes: Option<u32>, max_age_days: Option<u32>) -> PasswordPolicy {
-    PasswordPolicy {
-        settings: RuleSettings {
-            mode: Mode::Audit,
-            grace_days: 14,
-        },
-        min_length,
-        min_classes,
-        max_age_days,
-        manage_pam: false,
-    }
 }
 
 fn judge(text: &str, policy: &PasswordPolicy) -> (CheckStatus, String) {

@@ -2,9 +2,9 @@
 //! fixtures in `agent/tests/fixtures/macos/screen_lock/` (SOURCES.md says
 //! where each comes from) and on typed lines where no capture was found.
 
-use palisade_shared::policy::{RuleSettings, ScreenLockPolicy};
 use palisade_shared::report::CheckStatus;
-use palisade_shared::report::Mode;
+
+use super::tests::policy;
 
 use super::parse_macos::{
     parse_defaults_integer, parse_managed_screensaver, parse_sysadminctl_screen_lock,
@@ -20,16 +20,6 @@ fn fixture(name: &str) -> Vec<u8> {
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|err| panic!("{path}: {err}"))
-}
-
-fn policy(max_idle_seconds: u32) -> ScreenLockPolicy {
-    ScreenLockPolicy {
-        settings: RuleSettings {
-            mode: Mode::Audit,
-            grace_days: 14,
-        },
-        max_idle_seconds,
-    }
 }
 
 fn user(
