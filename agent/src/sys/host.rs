@@ -248,3 +248,25 @@ fn spawn_reader(pipe: impl io::Read + Send + 'static) -> std::thread::JoinHandle
         bytes
     })
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// `scutil` takes its command on standard input; the runner must hand
+    /// it over and close the pipe, or the tool waits for ever.
+    #[test]
+    fn standard_input_reaches_the_command_and_is_closed() {
+        let command = CommandSpec::new("/bin/cat").stdin("show State:/Users/ConsoleUser\n");
+        let output = Host::system().run(&command).unwrap();
+        assert!(output.success());
+        assert_eq!(output.stdout, "show State:/Users/ConsoleUser\n");
+    }
+
+    #[test]
+    fn without_standard_input_the_command_reads_nothing() {
+        let output = Host::system().run(&CommandSpec::new("/bin/cat")).unwrap();
+        assert!(output.success());
+        assert_eq!(output.stdout, "");
+    }
+}
