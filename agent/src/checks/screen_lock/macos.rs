@@ -2,7 +2,9 @@
 //! is at the console (`sys::console_user_macos`), then that user's values
 //! read in their own context. Run as root, `defaults -currentHost` reads
 //! root's ByHost preferences and `sysadminctl -screenLock status` root's
-//! setting, which are empty (fleetdm/fleet#8875), so both run as
+//! setting, which are empty (the fleet#8875 lesson the issue cites; fleetdm/fleet
+//! PR 12432 documents osquery's `screenlock` table returning nothing as
+//! root for the same reason), so both run as
 //! `launchctl asuser <uid> sudo -u <user> …`: the user's bootstrap
 //! namespace and the user's identity. The managed preferences files are
 //! root-readable and read directly. Reads only; `evaluate_macos.rs` decides.
