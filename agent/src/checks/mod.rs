@@ -182,8 +182,9 @@ pub trait Rule: Sync {
     }
 }
 
-/// A Windows registry value as a probe read it: there, absent (which has a
-/// meaning: nothing set), or unreadable (which makes a verdict `unknown`).
+/// A setting as a probe read it (a Windows registry value; on macOS a
+/// `defaults` key or a managed preferences file): there, absent (which has
+/// a meaning: nothing set), or unreadable (which makes a verdict `unknown`).
 /// Defined here, not in `sys/`, so the pure evaluators can take it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum RegistryRead<T> {

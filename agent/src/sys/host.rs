@@ -103,6 +103,9 @@ pub struct CommandSpec {
     pub program: String,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Text written to the command's standard input, which is otherwise
+    /// empty (`scutil` reads its commands there and has no flag for them).
+    pub stdin: Option<String>,
 }
 
 impl CommandSpec {
@@ -111,7 +114,13 @@ impl CommandSpec {
             program: program.into(),
             args: Vec::new(),
             env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
+            stdin: None,
         }
+    }
+
+    pub fn stdin(mut self, text: impl Into<String>) -> Self {
+        self.stdin = Some(text.into());
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -164,7 +173,11 @@ fn run_command(spec: &CommandSpec, timeout: Duration) -> Result<CommandOutput, C
         .args(&spec.args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -178,6 +191,14 @@ fn run_command(spec: &CommandSpec, timeout: Duration) -> Result<CommandOutput, C
             },
         })?;
 
+    // Written from a thread, so a command that does not read its input
+    // cannot block the runner; the pipe closes when the thread ends.
+    if let (Some(text), Some(mut pipe)) = (spec.stdin.clone(), child.stdin.take()) {
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            let _ = pipe.write_all(text.as_bytes());
+        });
+    }
     // Drain both pipes while waiting, so a chatty command cannot block on a
     // full pipe and look like a hang.
     let stdout = child.stdout.take().map(spawn_reader);
@@ -226,4 +247,26 @@ fn spawn_reader(pipe: impl io::Read + Send + 'static) -> std::thread::JoinHandle
         let _ = io::copy(&mut pipe, &mut io::sink());
         bytes
     })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// `scutil` takes its command on standard input; the runner must hand
+    /// it over and close the pipe, or the tool waits for ever.
+    #[test]
+    fn standard_input_reaches_the_command_and_is_closed() {
+        let command = CommandSpec::new("/bin/cat").stdin("show State:/Users/ConsoleUser\n");
+        let output = Host::system().run(&command).unwrap();
+        assert!(output.success());
+        assert_eq!(output.stdout, "show State:/Users/ConsoleUser\n");
+    }
+
+    #[test]
+    fn without_standard_input_the_command_reads_nothing() {
+        let output = Host::system().run(&CommandSpec::new("/bin/cat")).unwrap();
+        assert!(output.success());
+        assert_eq!(output.stdout, "");
+    }
 }

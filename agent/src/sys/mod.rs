@@ -9,8 +9,9 @@
 //! `Win32_EncryptableVolume` query), the ProgramData folder
 //! ([`known_folder`]), directory ACLs ([`acl`]), the status
 //! pipe ([`pipe`]) and the service dispatcher ([`service`]). The direct
-//! Win32 calls carry `// SAFETY:` notes. The macOS
-//! tools will live here too. Evaluators and parsers import nothing from here: they are pure, so
+//! Win32 calls carry `// SAFETY:` notes. On macOS, the
+//! console user ([`console_user_macos`]); the macOS tools themselves run
+//! through [`Host::run`]. Evaluators and parsers import nothing from here: they are pure, so
 //! they compile and are tested on every OS (ARCHITECTURE.md).
 //!
 //! Modelled on sudo-rs's `src/system/`: if the agent ever needs `unsafe`
@@ -20,6 +21,8 @@
 pub mod acl;
 #[cfg(windows)]
 pub mod bitlocker;
+// The parser compiles everywhere (tested on Linux); the probe is macOS-only.
+pub mod console_user_macos;
 mod host;
 #[cfg(windows)]
 pub mod known_folder;

@@ -115,6 +115,7 @@ pub fn evaluate(facts: &PasswordFacts, policy: &PasswordPolicy) -> Verdict {
     match facts {
         PasswordFacts::Linux(facts) => evaluate_linux(facts, policy),
         PasswordFacts::Windows(facts) => super::evaluate_windows::evaluate(facts, policy),
+        PasswordFacts::MacOs(facts) => super::evaluate_macos::evaluate(facts, policy),
     }
 }
 

@@ -47,18 +47,27 @@
 //! net.exe asks the same `NetUserModalsGet`, so it cannot stand in when
 //! that fails, and it prints translated labels.
 //!
-//! macOS (`pwpolicy getaccountpolicies`) has no probe yet: there the rule
-//! reports `unknown`. Nothing here changes the machine.
+//! macOS: `pwpolicy -getaccountpolicies` run as root, whose global account
+//! policies include those a configuration profile's Passcode payload
+//! installs ([`parse_macos`]). The minimum length is the largest `.{N,}`
+//! among the content rules (anchored `'^.{12,}$'` too), the classes the
+//! union of the `(.*[…].*)` rules; a rule whose length cannot be read makes
+//! a shortfall `unknown`, and no account policy at all fails (nothing sets
+//! a minimum). Lockout and expiry are read; lockout is evidence only. The
+//! parser is tested on Linux; the probe has not run on a real Mac here.
+//! Nothing here changes the machine (the enforcer has no macOS plan).
 //!
 //! The folder: this file holds the facts, the [`Rule`] impl and which probe
-//! runs; `linux.rs` and `windows.rs` (and `macos.rs`) gather the facts;
-//! [`pam`], [`pwquality`], [`login_defs`] and [`parse_windows`] read the
-//! text; `evaluate.rs` (with `stack.rs` and `finding.rs`) and
-//! `evaluate_windows.rs` decide. Only the probes reach the machine.
+//! runs; `linux.rs`, `windows.rs` and `macos.rs` gather the facts;
+//! [`pam`], [`pwquality`], [`login_defs`], [`parse_windows`] and
+//! [`parse_macos`] read the text; `evaluate.rs` (with `stack.rs` and
+//! `finding.rs`), `evaluate_windows.rs` and `evaluate_macos.rs` decide.
+//! Only the probes reach the machine.
 
 mod cracklib;
 pub mod enforce;
 mod evaluate;
+mod evaluate_macos;
 mod evaluate_windows;
 mod finding;
 // Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
@@ -68,6 +77,7 @@ pub mod login_defs;
 #[cfg(target_os = "macos")]
 mod macos;
 pub mod pam;
+pub mod parse_macos;
 pub mod parse_windows;
 mod paths;
 pub mod pwquality;
@@ -254,6 +264,64 @@ pub struct PwqualityFacts {
 pub enum PasswordFacts {
     Linux(LinuxPasswordFacts),
     Windows(WindowsPasswordFacts),
+    MacOs(MacPasswordFacts),
+}
+
+/// macOS: the global account policies `pwpolicy -getaccountpolicies`
+/// prints, which include those a configuration profile's Passcode payload
+/// installs (their identifiers start `ProfilePayload:`), or why they could
+/// not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacPasswordFacts {
+    pub account_policies: Result<MacAccountPolicies, String>,
+}
+
+/// The account policies, by what each one requires.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MacAccountPolicies {
+    /// `policyCategoryPasswordContent`: every one must match a new password.
+    pub content: Vec<MacContentPolicy>,
+    /// `policyAttributeMaximumFailedAuthentications` of an authentication
+    /// policy: failed logins before the account locks (evidence only).
+    pub max_failed_authentications: Option<i64>,
+    /// `autoEnableInSeconds`: how long the lockout lasts (evidence only).
+    pub lockout_seconds: Option<i64>,
+    /// `policyAttributeExpiresEveryNDays` of a password change policy.
+    pub expires_every_days: Option<i64>,
+    /// Password change policies whose period was not found.
+    pub unread_change_policies: Vec<String>,
+}
+
+/// One password content policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacContentPolicy {
+    pub identifier: Option<String>,
+    /// `policyContent`, e.g. `policyAttributePassword matches '.{12,}+'`.
+    pub content: String,
+    pub rule: MacContentRule,
+}
+
+/// What a content policy's regular expression requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MacContentRule {
+    /// `.{N,}` (anchored or not, possessive or not): at least N characters.
+    MinLength(u32),
+    /// At least one character of this class.
+    Requires(MacCharClass),
+    /// A `matches` rule of another shape; `mentions_length` when it has a
+    /// `{N,…}` quantifier, so it may set a length this parser cannot read.
+    Unrecognised { mentions_length: bool },
+    /// Not a `policyAttributePassword matches` rule (e.g. not the user name).
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacCharClass {
+    Letter,
+    Upper,
+    Lower,
+    Digit,
+    Symbol,
 }
 
 /// Windows: the local account policy as `NetUserModalsGet` reports it
@@ -404,5 +472,7 @@ use linux::probe as probe_linux;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_macos;
 #[cfg(test)]
 mod tests_services;

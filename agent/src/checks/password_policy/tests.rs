@@ -25,7 +25,11 @@ fn fixture_text(scenario: &str, path: &str) -> String {
     std::fs::read_to_string(format!("{FIXTURES}/{scenario}{path}")).unwrap()
 }
 
-fn policy(min_length: u32, min_classes: Option<u32>, max_age_days: Option<u32>) -> PasswordPolicy {
+pub(super) fn policy(
+    min_length: u32,
+    min_classes: Option<u32>,
+    max_age_days: Option<u32>,
+) -> PasswordPolicy {
     PasswordPolicy {
         settings: RuleSettings {
             mode: Mode::Nudge,

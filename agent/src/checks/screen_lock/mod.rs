@@ -39,17 +39,37 @@
 //! when lock-delay is shorter; the policy's "idle delay plus lock delay"
 //! leaves it out, as GNOME's Settings does.
 //!
-//! The check reads; it changes nothing (the enforcer is `enforce.rs`).
-//! macOS and Windows probes are not written yet: there the rule reports
-//! `unknown`.
+//! macOS probe (`macos.rs`, for the root daemon under launchd): the console
+//! user from configd (`sys::console_user_macos`); no one at the console
+//! (the login window) is `not_applicable`. For that user, read in their own
+//! context (`launchctl asuser UID sudo -u USER`, since root's own reads are
+//! empty): `sysadminctl -screenLock status` (the "Require password after
+//! screen saver begins or display is turned off" delay) and `defaults
+//! -currentHost read com.apple.screensaver idleTime`; a configuration
+//! profile's `com.apple.screensaver` values in `/Library/Managed
+//! Preferences` (the user's file, then the device's) win over both. The
+//! screen locks after idleTime plus the delay (`evaluate_macos.rs`); an
+//! unset or zero idleTime, a failed tool or an unreadable profile is
+//! `unknown`. Display sleep (`pmset`), which also locks, is not read yet.
+//! The parsers (`parse_macos.rs`) are tested on Linux; the probe has not
+//! run on a real Mac here.
+//!
+//! Windows probe (`windows.rs`, `evaluate_windows.rs`): the machine
+//! inactivity limit and each loaded user hive's screen saver values.
+//!
+//! The check reads; it changes nothing (the enforcer is `enforce.rs`, which
+//! has no macOS plan yet).
 //!
 //! The folder: this file holds the facts, the [`Rule`] impl and which probe
-//! runs; `linux.rs` (and `windows.rs`, `macos.rs`) gather the facts,
-//! `parse.rs` reads the text, `evaluate.rs` decides, and `enforce.rs` sets
-//! and locks the lock. Only the probes and the enforcer reach the machine.
+//! runs; `linux.rs`, `windows.rs` and `macos.rs` gather the facts,
+//! `parse.rs` and `parse_macos.rs` read the text, `evaluate.rs`,
+//! `evaluate_windows.rs` and `evaluate_macos.rs` decide, and `enforce.rs`
+//! sets and locks the lock. Only the probes and the enforcer reach the
+//! machine.
 
 pub mod enforce;
 mod evaluate;
+mod evaluate_macos;
 mod evaluate_windows;
 // Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
 // a Linux tree wherever the agent runs, and gets this probe.
@@ -57,6 +77,7 @@ mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
 mod parse;
+pub mod parse_macos;
 #[cfg(windows)]
 mod windows;
 
@@ -88,6 +109,56 @@ pub struct ScreenLock;
 pub enum ScreenLockFacts {
     Linux(LinuxLockFacts),
     Windows(WindowsLockFacts),
+    MacOs(MacLockFacts),
+}
+
+/// macOS: who is at the console and, when someone is, their effective
+/// screen lock values, read in their own context.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MacLockFacts {
+    /// No one is logged in at the console (the login window has it).
+    NoConsoleUser(String),
+    /// Who is at the console could not be read.
+    ConsoleUnreadable(String),
+    ConsoleUser(MacUserLockFacts),
+}
+
+/// One console user's screen lock values, each as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MacUserLockFacts {
+    pub user: String,
+    pub uid: u32,
+    /// `sysadminctl -screenLock status`: "Require password after screen
+    /// saver begins or display is turned off" (macOS 10.13 and later).
+    pub screen_lock: Result<MacScreenLockDelay, String>,
+    /// `defaults -currentHost read com.apple.screensaver idleTime`: seconds
+    /// of idle before the screen saver starts; 0 is never.
+    pub idle_time: RegistryRead<i64>,
+    /// `/Library/Managed Preferences/<user>/com.apple.screensaver.plist`,
+    /// a configuration profile's values for this user.
+    pub managed_user: RegistryRead<ManagedScreenSaver>,
+    /// `/Library/Managed Preferences/com.apple.screensaver.plist`, a
+    /// device profile's values.
+    pub managed_device: RegistryRead<ManagedScreenSaver>,
+}
+
+/// What `sysadminctl -screenLock status` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacScreenLockDelay {
+    Immediate,
+    Seconds(u64),
+    /// No password is asked after the screen saver or display sleep.
+    Off,
+}
+
+/// The `com.apple.screensaver` keys a configuration profile sets; `None`
+/// for a key the profile leaves alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManagedScreenSaver {
+    pub idle_time: Option<i64>,
+    pub ask_for_password: Option<bool>,
+    /// Seconds; profiles write an integer or a real (`5.0` in DISA's STIG).
+    pub ask_for_password_delay: Option<f64>,
 }
 
 /// Windows: the machine-wide inactivity limit and, for each loaded user
@@ -297,6 +368,7 @@ pub fn evaluate(facts: &ScreenLockFacts, policy: &ScreenLockPolicy) -> Verdict {
     match facts {
         ScreenLockFacts::Linux(facts) => evaluate::evaluate_linux(facts, policy),
         ScreenLockFacts::Windows(facts) => evaluate_windows::evaluate(facts, policy),
+        ScreenLockFacts::MacOs(facts) => evaluate_macos::evaluate(facts, policy),
     }
 }
 
@@ -318,3 +390,5 @@ use linux::*;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_macos;

@@ -841,7 +841,7 @@ fn kde_values_kde_would_misread_are_errors() {
 
 const POLICY_SECONDS: u32 = 900;
 
-fn policy(max_idle_seconds: u32) -> ScreenLockPolicy {
+pub(super) fn policy(max_idle_seconds: u32) -> ScreenLockPolicy {
     ScreenLockPolicy {
         settings: RuleSettings {
             mode: Mode::Audit,
