@@ -219,6 +219,32 @@ impl<T> RegistryRead<T> {
 /// What a rule's probe says on a live system it has no probe for yet (the
 /// Windows and macOS probes of most rules): the verdict is `unknown`.
 #[cfg(not(windows))] // every rule has its Windows probe
+/// A command's stdout, or why there is none in words for the evidence: it
+/// could not run, or it exited non-zero (then with its stderr). For probes
+/// that turn a failed tool into a fact rather than a probe error; only the
+/// macOS probes use it so far.
+#[cfg(target_os = "macos")]
+pub(crate) fn command_stdout(
+    host: &Host,
+    command: &crate::sys::CommandSpec,
+) -> Result<String, String> {
+    let output = host.run(command).map_err(|err| err.to_string())?;
+    if output.success() {
+        return Ok(output.stdout);
+    }
+    let status = output
+        .exit_code
+        .map_or_else(|| "a signal".to_owned(), |code| format!("status {code}"));
+    Err(format!(
+        "`{}` exited with {status}: {}",
+        command.display(),
+        output.stderr.trim()
+    ))
+}
+
+// Only a system with neither a native probe nor Linux's (e.g. FreeBSD)
+// gets here.
+#[cfg(not(any(windows, target_os = "macos")))]
 pub(crate) fn no_probe_yet(what: &str) -> ProbeError {
     ProbeError::Undeterminable(format!("no {what} probe for {} yet", std::env::consts::OS))
 }

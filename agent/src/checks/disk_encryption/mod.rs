@@ -36,16 +36,29 @@
 //! BitLocker itself cannot give (a locked volume) is `unknown`, never
 //! `pass`.
 //!
-//! macOS (`fdesetup status`) has no probe yet: there the rule reports
-//! `unknown`.
+//! macOS probe (`macos.rs`, run by the root daemon under launchd):
+//! `fdesetup status`, `diskutil apfs list -plist` and `diskutil info -plist
+//! /`, read by `parse_macos.rs`. The evaluator (`evaluate_macos.rs`) asks
+//! both sources: fdesetup must say `FileVault is On.` with no conversion
+//! under way (a deferred enablement, "Encryption in progress" and
+//! "Decryption in progress" all fail, as does `FileVault is Off.`), and
+//! every APFS volume that holds user data (the volume group's `Data`
+//! volume, or a volume without a role) must have `FileVault` set and
+//! `CryptoMigrationOn` unset. Only the container the system booted from is
+//! judged; every container when that cannot be read, which can fail a Mac
+//! but never pass one wrongly. The sealed `System` snapshot and the support
+//! volumes are not judged. A tool that fails, an answer not known here or
+//! no volume to judge is `unknown`, never `pass`.
 //!
 //! The folder: this file holds the facts, the [`Rule`] impl and which probe
-//! runs; `linux.rs` and `windows.rs` (and `macos.rs`) gather the facts,
-//! `parse.rs` reads Linux's text, `evaluate.rs` (with `boot.rs`) and
-//! `evaluate_windows.rs` decide. Only the probes reach the machine.
+//! runs; `linux.rs`, `windows.rs` and `macos.rs` gather the facts,
+//! `parse.rs` and `parse_macos.rs` read the text, `evaluate.rs` (with
+//! `boot.rs`), `evaluate_windows.rs` and `evaluate_macos.rs` decide. Only
+//! the probes reach the machine.
 
 mod boot;
 mod evaluate;
+mod evaluate_macos;
 mod evaluate_windows;
 // Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
 // a Linux tree wherever the agent runs, and gets this probe.
@@ -53,12 +66,14 @@ mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
 mod parse;
+mod parse_macos;
 #[cfg(windows)]
 mod windows;
 
 #[cfg(test)]
 use evaluate::evaluate_linux;
 pub use parse::{parse_mountinfo, parse_swaps};
+pub use parse_macos::{parse_apfs_list, parse_boot_container, parse_fdesetup_status};
 
 use std::collections::BTreeMap;
 
@@ -78,6 +93,62 @@ pub struct DiskEncryption;
 pub enum DiskFacts {
     Linux(LinuxDiskFacts),
     Windows(WindowsDiskFacts),
+    MacOs(MacDiskFacts),
+}
+
+/// macOS: what `fdesetup status` and `diskutil apfs list -plist` said, or
+/// why each could not be asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacDiskFacts {
+    pub fdesetup: Result<FileVaultStatus, String>,
+    pub apfs_volumes: Result<Vec<ApfsVolume>, String>,
+    /// The APFS container of `/` (`diskutil info -plist /`): only its
+    /// volumes are judged, so an external APFS disk is left to
+    /// `usb_storage`.
+    pub boot_container: Result<String, String>,
+}
+
+/// What `fdesetup status` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileVaultStatus {
+    On,
+    Off,
+    /// "Deferred enablement appears to be active for user 'x'": FileVault
+    /// turns on at that user's next log-in; until then the disk is plain.
+    Deferred {
+        user: Option<String>,
+    },
+    /// "Encryption in progress: Percent completed = 42" (or "Pending").
+    Encrypting {
+        progress: Option<String>,
+    },
+    Decrypting {
+        progress: Option<String>,
+    },
+    /// Output this agent does not know, kept for the evidence.
+    Unrecognized(String),
+}
+
+/// One volume of `diskutil apfs list -plist`; `None` is a key diskutil left
+/// out (older macOS versions lack some).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApfsVolume {
+    /// `ContainerReference` of its container: `disk1`, `disk3`.
+    pub container: String,
+    /// `DeviceIdentifier`: `disk3s5`.
+    pub device_identifier: String,
+    pub name: Option<String>,
+    /// `Roles`: `System`, `Data`, `Preboot`…; empty for a volume without a
+    /// role (the boot volume before Catalina, or one added in Disk Utility).
+    pub roles: Vec<String>,
+    /// `FileVault`: the volume's key is wrapped by a user's password.
+    pub file_vault: Option<bool>,
+    /// `Encryption`: encrypted at all (every volume on a T2 or Apple
+    /// silicon Mac is, with a hardware key anyone starting the Mac can use).
+    pub encryption: Option<bool>,
+    /// `CryptoMigrationOn`: encryption or decryption under way.
+    pub crypto_migration_on: Option<bool>,
+    pub locked: Option<bool>,
 }
 
 /// Windows: the volumes `Win32_EncryptableVolume` lists, or why WMI could
@@ -223,6 +294,7 @@ pub fn evaluate(facts: &DiskFacts, policy: &DiskEncryptionPolicy) -> Verdict {
     match facts {
         DiskFacts::Linux(facts) => evaluate::evaluate_linux(facts, policy),
         DiskFacts::Windows(facts) => evaluate_windows::evaluate(facts, policy),
+        DiskFacts::MacOs(facts) => evaluate_macos::evaluate(facts, policy),
     }
 }
 
@@ -247,5 +319,7 @@ mod tests;
 // Builds sysfs trees with symlinks, as the kernel lays them out.
 #[cfg(all(test, unix))]
 mod tests_boot;
+#[cfg(test)]
+mod tests_macos;
 #[cfg(test)]
 mod tests_windows;

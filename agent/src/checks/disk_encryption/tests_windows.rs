@@ -7,7 +7,7 @@ use palisade_shared::report::{CheckStatus, Mode};
 
 use super::*;
 
-fn policy() -> DiskEncryptionPolicy {
+pub(super) fn policy() -> DiskEncryptionPolicy {
     DiskEncryptionPolicy {
         settings: RuleSettings {
             mode: Mode::Nudge,

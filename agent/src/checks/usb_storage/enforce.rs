@@ -229,7 +229,9 @@ fn native_plan(policy: &UsbStoragePolicy) -> anyhow::Result<Plan> {
     Ok(plan)
 }
 
-#[cfg(not(windows))]
+#[cfg(target_os = "macos")]
+use super::enforce_macos::native_plan;
+#[cfg(not(any(windows, target_os = "macos")))]
 fn native_plan(_policy: &UsbStoragePolicy) -> anyhow::Result<Plan> {
     Ok(Plan::no_enforcer_yet("USB storage"))
 }

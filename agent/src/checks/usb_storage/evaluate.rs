@@ -9,9 +9,10 @@ use serde_json::{Map, Value, json};
 
 use std::collections::BTreeSet;
 
+use super::evidence::controls_evidence;
 use super::{
-    BlockDeviceScan, InterfaceDriver, LinuxUsbFacts, MASS_STORAGE_CLASS, ModprobeControls,
-    ModuleRules, PreventiveControls, UsbBus, UsbDevice, UsbGuardState, UsbInterface,
+    BlockDeviceScan, InterfaceDriver, LinuxUsbFacts, MASS_STORAGE_CLASS, ModprobeControls, UsbBus,
+    UsbDevice, UsbInterface,
 };
 use crate::checks::Verdict;
 
@@ -204,23 +205,13 @@ pub(crate) fn decide(
     if mass_storage == Some(true) && storage_interfaces.is_empty() {
         return Decision::Blocked(blocked_reasons.join("; "));
     }
-    let allowlisted = match (device.vendor_id, device.product_id) {
-        (Some(vendor), Some(product)) => policy
-            .allow
-            .iter()
-            .find(|entry| entry.matches(vendor, product, device.serial.as_deref())),
-        _ if policy.allow.is_empty() => None,
-        _ => {
-            return Decision::Unknown(
-                "its vendor and product ids cannot be read to compare with the allowlist".into(),
-            );
-        }
-    };
-    if let Some(entry) = allowlisted {
-        return Decision::Allowlisted(entry.to_string());
-    }
-    if policy.storage == UsbStorageMode::Allow {
-        return Decision::PermittedByPolicy;
+    if let Some(decision) = allowlist_decision(
+        policy,
+        device.vendor_id,
+        device.product_id,
+        device.serial.as_deref(),
+    ) {
+        return decision;
     }
     if mass_storage.is_none() {
         return Decision::Unknown(
@@ -327,78 +318,85 @@ pub(super) fn device_evidence(
     value
 }
 
-pub(super) fn module_rules_evidence(module: &str, rules: &ModuleRules) -> Value {
-    json!({
-        "install": rules.install.as_ref().map(|l| l.value.clone()),
-        "install_file": rules.install.as_ref().map(|l| l.file.clone()),
-        "install_disables_loading": rules.install_disables_loading(),
-        "blacklisted_in": rules.blacklisted_in,
-        "note": if rules.blacklisted_in.is_empty() || rules.install_disables_loading() {
-            Value::Null
+/// The verdict when devices fail, the same words on every OS: `failing`
+/// names them, `read_only_fix` is the system's own way to make one
+/// read-only.
+pub(super) fn failing_verdict(
+    storage: UsbStorageMode,
+    failing: &[String],
+    read_only_fix: &str,
+) -> Verdict {
+    let what = if storage == UsbStorageMode::ReadOnly {
+        "connected and writable; the policy allows only read-only storage"
+    } else {
+        "connected and not allowed"
+    };
+    let subject = match failing {
+        [one] => format!("USB mass-storage device {one} is"),
+        many => format!(
+            "{} USB mass-storage devices are: {} —",
+            many.len(),
+            many.join(", ")
+        ),
+    };
+    Verdict::new(CheckStatus::Fail, format!("{subject} {what}")).with_fix(
+        if storage == UsbStorageMode::ReadOnly {
+            read_only_fix
         } else {
-            json!(format!(
-                "a blacklist line alone does not stop {module}: kmod still loads it by name or \
-                 as a dependency (usb-storage is one of uas)"
-            ))
+            FIX_BLOCK
         },
-    })
+    )
 }
 
-/// The preventive controls as evidence, with the one-line descriptions of
-/// the ones that are in place.
-pub(super) fn controls_evidence(controls: &PreventiveControls) -> (Value, Vec<String>) {
-    let mut in_place = Vec::new();
-    let modprobe = match &controls.modprobe {
-        Ok(config) => {
-            for (module, rules) in [("usb-storage", &config.usb_storage), ("uas", &config.uas)] {
-                if let (true, Some(line)) = (rules.install_disables_loading(), &rules.install) {
-                    in_place.push(format!(
-                        "{module} disabled by `install {module} {}` in {}",
-                        line.value, line.file
-                    ));
-                }
-            }
-            json!({
-                "usb_storage": module_rules_evidence("usb-storage", &config.usb_storage),
-                "uas": module_rules_evidence("uas", &config.uas),
-            })
+/// The decision the allowlist and an `allow` policy make before the
+/// device itself is looked at: allowlisted by vendor, product and serial;
+/// `unknown` when its ids cannot be read and there is an allowlist to
+/// compare with; permitted when the policy allows USB storage. `None`: the
+/// device must be judged.
+pub(super) fn allowlist_decision(
+    policy: &UsbStoragePolicy,
+    vendor_id: Option<u16>,
+    product_id: Option<u16>,
+    serial: Option<&str>,
+) -> Option<Decision> {
+    let entry = match (vendor_id, product_id) {
+        (Some(vendor), Some(product)) => policy
+            .allow
+            .iter()
+            .find(|entry| entry.matches(vendor, product, serial)),
+        _ if policy.allow.is_empty() => None,
+        _ => {
+            return Some(Decision::Unknown(
+                "its vendor and product ids cannot be read to compare with the allowlist".into(),
+            ));
         }
-        Err(reason) => json!(format!("unknown: {reason}")),
     };
-    let storage_modules_in =
-        |modules: &Result<Option<BTreeSet<String>>, String>, source: &str| match modules {
-            Ok(Some(modules)) => json!({
-                "usb_storage": modules.contains("usb_storage"),
-                "uas": modules.contains("uas"),
-            }),
-            Ok(None) => json!(format!("unknown: {source} does not exist")),
-            Err(reason) => json!(format!("unknown: {reason}")),
-        };
-    let loaded = storage_modules_in(&controls.loaded_modules, "/proc/modules");
-    let in_kernel = storage_modules_in(&controls.sys_module, "/sys/module");
-    let usbguard = match &controls.usbguard {
-        UsbGuardState::Active => {
-            in_place.push("USBGuard is active".into());
-            json!({ "service": "active" })
-        }
-        UsbGuardState::NotActive(state) => json!({ "service": state }),
-        UsbGuardState::Unknown(reason) => json!({ "service": format!("unknown: {reason}") }),
-        UsbGuardState::NotChecked {
-            daemon_config_present,
-        } => json!({
-            "service": "not checked: a host root has no running services",
-            "daemon_config_present": daemon_config_present,
-        }),
-    };
-    (
-        json!({
-            "modprobe": modprobe,
-            "modules_loaded": loaded,
-            "modules_in_kernel": in_kernel,
-            "usbguard": usbguard,
-        }),
-        in_place,
-    )
+    match entry {
+        Some(entry) => Some(Decision::Allowlisted(entry.to_string())),
+        None if policy.storage == UsbStorageMode::Allow => Some(Decision::PermittedByPolicy),
+        None => None,
+    }
+}
+
+/// The devices that fail and those that cannot be judged, each as
+/// `describe` names it (the unknown ones with the reason).
+pub(super) fn failing_and_unknown<D>(
+    decisions: &[(D, Decision)],
+    describe: impl Fn(&D) -> String,
+) -> (Vec<String>, Vec<String>) {
+    let failing = decisions
+        .iter()
+        .filter(|(_, d)| matches!(d, Decision::NotAllowed | Decision::Writable(_)))
+        .map(|(device, _)| describe(device))
+        .collect();
+    let unknown = decisions
+        .iter()
+        .filter_map(|(device, d)| match d {
+            Decision::Unknown(reason) => Some(format!("{}: {reason}", describe(device))),
+            _ => None,
+        })
+        .collect();
+    (failing, unknown)
 }
 
 /// The summary of a pass, the same words on every OS: `blocked` is the

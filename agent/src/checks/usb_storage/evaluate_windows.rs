@@ -17,7 +17,7 @@ use palisade_shared::policy::{UsbDeviceMatch, UsbStorageMode, UsbStoragePolicy};
 use palisade_shared::report::CheckStatus;
 use serde_json::{Value, json};
 
-use super::evaluate::{Decision, FIX_BLOCK, pass_summary};
+use super::evaluate::{Decision, failing_and_unknown, failing_verdict, pass_summary};
 use super::parse_windows::{UsbInstanceId, filetime_to_unix_seconds, parse_usb_instance_id};
 use super::{RemovableStoragePolicy, WindowsStorageDevice, WindowsUsbFacts};
 use crate::checks::{RegistryRead, Verdict};
@@ -243,18 +243,7 @@ pub fn evaluate(facts: &WindowsUsbFacts, policy: &UsbStoragePolicy) -> Verdict {
             )
         })
         .collect();
-    let failing: Vec<String> = decisions
-        .iter()
-        .filter(|(_, d)| matches!(d, Decision::NotAllowed | Decision::Writable(_)))
-        .map(|(device, _)| describe(device))
-        .collect();
-    let unknown: Vec<String> = decisions
-        .iter()
-        .filter_map(|(device, d)| match d {
-            Decision::Unknown(reason) => Some(format!("{}: {reason}", describe(device))),
-            _ => None,
-        })
-        .collect();
+    let (failing, unknown) = failing_and_unknown(&decisions, |device| describe(device));
     let blocked = decisions
         .iter()
         .filter(|(_, d)| matches!(d, Decision::Blocked(_)))
@@ -267,26 +256,7 @@ pub fn evaluate(facts: &WindowsUsbFacts, policy: &UsbStoragePolicy) -> Verdict {
     };
 
     let verdict = if !failing.is_empty() {
-        let what = if policy.storage == UsbStorageMode::ReadOnly {
-            "connected and writable; the policy allows only read-only storage"
-        } else {
-            "connected and not allowed"
-        };
-        let subject = match failing.as_slice() {
-            [one] => format!("USB mass-storage device {one} is"),
-            many => format!(
-                "{} USB mass-storage devices are: {} —",
-                many.len(),
-                many.join(", ")
-            ),
-        };
-        Verdict::new(CheckStatus::Fail, format!("{subject} {what}")).with_fix(
-            if policy.storage == UsbStorageMode::ReadOnly {
-                FIX_READ_ONLY_WINDOWS
-            } else {
-                FIX_BLOCK
-            },
-        )
+        failing_verdict(policy.storage, &failing, FIX_READ_ONLY_WINDOWS)
     } else if !unknown.is_empty() {
         Verdict::new(
             CheckStatus::Unknown,

@@ -46,25 +46,47 @@
 //! Group Policy "Removable Storage Access" values. `evaluate_windows.rs`
 //! decides with the same per-device [`Decision`]s: no running driver is
 //! blocked, a deny value counts only if written before the device arrived.
-//! The macOS probe is not written yet: there the rule reports `unknown`.
+//!
+//! macOS probe (`macos.rs`, run by the root daemon under launchd):
+//! `system_profiler -json SPUSBDataType SPUSBHostDataType`, read by
+//! `parse_macos.rs`: every USB device with its vendor, product and serial,
+//! and for a storage device its media (a hub's card reader with a card in
+//! it included) and their volumes. `evaluate_macos.rs` decides with the same
+//! [`Decision`]s and allowlist as Linux. What macOS allows without an MDM
+//! profile: nothing a root daemon can set keeps a USB disk from being
+//! mounted again, so no device counts as blocked there; in `block` mode a
+//! connected storage device that is not allowlisted fails whether mounted or
+//! not, and in `read_only` mode it passes only when all its mounted volumes
+//! are read-only. The newer report (`SPUSBHostDataType`) lists no media, so
+//! its devices are `unknown` unless storage is allowed. The macOS enforcer
+//! (`enforce_macos.rs`) ejects a blocked disk with `diskutil eject` and
+//! remounts a writable volume with `diskutil mount readOnly`; it cannot keep
+//! either from being mounted again, which only an MDM profile can.
 //!
 //! The folder: this file holds the facts, the [`Rule`] impl and which probe
-//! runs; `linux.rs` and `windows.rs` (and `macos.rs`) gather the facts,
-//! `parse.rs` and `parse_windows.rs` read the text, `evaluate.rs` and
-//! `evaluate_windows.rs` decide, and `enforce.rs` blocks devices (on
-//! uevents too; registry switches on Windows). Only the probes and the
-//! enforcer reach the machine.
+//! runs; `linux.rs`, `windows.rs` and `macos.rs` gather the facts,
+//! `parse.rs`, `parse_windows.rs` and `parse_macos.rs` read the text,
+//! `evaluate.rs`, `evaluate_windows.rs` and `evaluate_macos.rs` decide,
+//! and `enforce.rs` blocks devices (on uevents too; registry switches on
+//! Windows; `enforce_macos.rs` plans `diskutil` on macOS). Only the probes
+//! and the enforcers reach the machine.
 
 pub mod enforce;
+// Only the macOS build plans with it; tests run it on every OS.
+#[cfg(any(test, target_os = "macos"))]
+mod enforce_macos;
 mod evaluate;
+mod evaluate_macos;
 mod evaluate_windows;
+mod evidence;
 // Compiled on every OS, not only Linux: a host root (tests, `--host-root`) is
 // a Linux tree wherever the agent runs, and gets this probe.
 mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
 mod parse;
-mod parse_windows;
+mod parse_macos;
+pub mod parse_windows;
 #[cfg(windows)]
 mod windows;
 
@@ -76,6 +98,7 @@ pub use parse::{
     parse_authorized, parse_class_code, parse_modprobe_config, parse_proc_modules,
     parse_read_only_flag, parse_systemctl_is_active, parse_usb_id,
 };
+pub use parse_macos::{parse_system_profiler_usb, parse_usb_hex_id};
 
 use std::collections::BTreeSet;
 
@@ -97,6 +120,82 @@ pub enum UsbStorageFacts {
     Linux(LinuxUsbFacts),
     /// SetupAPI's device tree and the registry (a live Windows).
     Windows(WindowsUsbFacts),
+    /// system_profiler's USB report (a live macOS).
+    MacOs(MacUsbFacts),
+}
+
+/// What the macOS probe found (`macos.rs`; decided by `evaluate_macos.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacUsbFacts {
+    /// The USB report, or why system_profiler could not give it.
+    pub report: Result<MacUsbReport, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacUsbReport {
+    pub source: UsbReportSource,
+    /// Host controllers listed in either data type.
+    pub buses: usize,
+    /// Every device below the buses, hubs included, depth first.
+    pub devices: Vec<MacUsbDevice>,
+}
+
+/// Which of system_profiler's data types listed the devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsbReportSource {
+    /// `SPUSBDataType`, with each device's media.
+    UsbDataType,
+    /// `SPUSBHostDataType` (newer macOS), without media.
+    UsbHostDataType,
+    /// Neither listed a device.
+    NoDevices,
+}
+
+impl UsbReportSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UsbDataType => "SPUSBDataType",
+            Self::UsbHostDataType => "SPUSBHostDataType",
+            Self::NoDevices => "no_devices",
+        }
+    }
+}
+
+/// One USB device of the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MacUsbDevice {
+    pub name: Option<String>,
+    pub vendor_id: Option<u16>,
+    pub product_id: Option<u16>,
+    /// None when the device has no serial string (or says "Not Provided").
+    pub serial: Option<String>,
+    pub manufacturer: Option<String>,
+    /// `0x40120000 / 5`: where on the bus, for the evidence.
+    pub location_id: Option<String>,
+    /// Part of the Mac or of a display built into it.
+    pub built_in: bool,
+    /// Its disks (`Media`); `None` when the report does not list media at
+    /// all, so whether it holds storage is not known.
+    pub media: Option<Vec<MacUsbMedium>>,
+}
+
+/// One disk of a storage device: `disk5`, a card in a reader.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MacUsbMedium {
+    pub bsd_name: String,
+    /// `removable_media`: a card or a stick (yes), or a fixed disk (no).
+    pub removable: Option<bool>,
+    pub volumes: Vec<MacUsbVolume>,
+}
+
+/// One volume (partition) of a medium.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MacUsbVolume {
+    pub bsd_name: String,
+    /// Where it is mounted; `None` when it is not.
+    pub mount_point: Option<String>,
+    /// `writable` as system_profiler gives it for a mounted volume.
+    pub writable: Option<bool>,
 }
 
 /// What the Linux probe found.
@@ -395,6 +494,7 @@ impl Rule for UsbStorage {
         match facts {
             UsbStorageFacts::Linux(facts) => evaluate::evaluate(facts, policy),
             UsbStorageFacts::Windows(facts) => evaluate_windows::evaluate(facts, policy),
+            UsbStorageFacts::MacOs(facts) => evaluate_macos::evaluate(facts, policy),
         }
     }
 
