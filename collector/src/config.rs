@@ -115,11 +115,34 @@ impl<'de> Deserialize<'de> for FileConfig {
                     None
                 }
             });
+        // A path in the file is read by a service whose working directory
+        // is not the operator's: only an absolute one means what it says.
         let path = |th: &mut TableHelper<'de>, key: &'static str| {
-            th.optional::<String>(key).map(PathBuf::from)
+            let s = th.optional_s::<String>(key)?;
+            if Path::new(&s.value).is_absolute() {
+                Some(PathBuf::from(s.value))
+            } else {
+                th.errors.push(invalid(
+                    s.span,
+                    format!("{:?} is a relative path; give an absolute one", s.value),
+                ));
+                None
+            }
         };
         let state_dir = path(&mut th, "state_dir");
-        let database_url = th.optional::<String>("database_url");
+        // Checked here, not first when the store opens, so the mistake is
+        // placed in the file (and nothing is made before it is found).
+        let database_url = th.optional_s::<String>("database_url").and_then(|s| {
+            if crate::store::is_supported_url(&s.value) {
+                Some(s.value)
+            } else {
+                th.errors.push(invalid(
+                    s.span,
+                    format!("{:?} is not a sqlite:// or postgres:// URL", s.value),
+                ));
+                None
+            }
+        });
         let cert_file = path(&mut th, "cert_file");
         let key_file = path(&mut th, "key_file");
         let policy_file = path(&mut th, "policy_file");
@@ -240,15 +263,13 @@ impl CollectorConfig {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    diagnostics::parse_toml::<FileConfig>(&text).map_err(|errors| {
-        anyhow::anyhow!(
-            "config file {} is invalid:\n{}",
-            path.display(),
-            errors.render_for_file(&path.display().to_string())
-        )
-    })
+    diagnostics::utf8_text(bytes)
+        .and_then(|text| diagnostics::parse_toml::<FileConfig>(&text))
+        .map_err(|errors| {
+            anyhow::anyhow!(diagnostics::render_file_problems("config", path, &errors))
+        })
 }
 
 #[cfg(test)]

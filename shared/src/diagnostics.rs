@@ -71,6 +71,42 @@ impl Diagnostics {
     }
 }
 
+/// A file's bytes as text, or where they stop being UTF-8: the line and
+/// column of the first bad byte, so an operator who pasted from a Latin-1
+/// editor is sent to the place rather than told "stream did not contain
+/// valid UTF-8".
+pub fn utf8_text(bytes: Vec<u8>) -> Result<String, Diagnostics> {
+    String::from_utf8(bytes).map_err(|err| {
+        let bytes = err.as_bytes();
+        let valid_up_to = err.utf8_error().valid_up_to();
+        let before = String::from_utf8_lossy(bytes.get(..valid_up_to).unwrap_or_default());
+        let (line, column) = line_and_column(&before, before.len());
+        let byte = bytes.get(valid_up_to).copied().unwrap_or_default();
+        Diagnostics(vec![Diagnostic {
+            key_path: String::new(),
+            line,
+            column,
+            message: format!("not UTF-8 text (byte 0x{byte:02X}); save the file as UTF-8"),
+        }])
+    })
+}
+
+/// Every problem of a file, headed by what the file is: `config file PATH
+/// has 2 problems:` then one `PATH:LINE:COLUMN: key: message` line each.
+pub fn render_file_problems(
+    what: &str,
+    path: &std::path::Path,
+    diagnostics: &Diagnostics,
+) -> String {
+    let count = diagnostics.0.len();
+    format!(
+        "{what} file {} has {count} problem{}:\n{}",
+        path.display(),
+        if count == 1 { "" } else { "s" },
+        diagnostics.render_for_file(&path.display().to_string())
+    )
+}
+
 /// Parses `text` and deserialises it as `T`, collecting every error.
 pub fn parse_toml<T>(text: &str) -> Result<T, Diagnostics>
 where
@@ -229,5 +265,20 @@ fn collect(value: &Value<'_>, path: String, out: &mut Vec<(String, Span)>) {
             out.push((child_path.clone(), child.span));
             collect(child, child_path, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_byte_that_is_not_utf8_is_placed_by_line_and_column() {
+        let errors = utf8_text(b"listen = \"a\"\npublic_url = \"caf\xe9\"\n".to_vec()).unwrap_err();
+        assert_eq!(
+            errors.render_for_file("c.toml"),
+            "c.toml:2:18: not UTF-8 text (byte 0xE9); save the file as UTF-8"
+        );
+        assert_eq!(utf8_text("café".into()).unwrap(), "café");
     }
 }

@@ -11,6 +11,7 @@
 //! silently weakens a rule. The baseline policy is `config/policy.toml`.
 
 use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 
 use toml_span::de_helpers::TableHelper;
 use toml_span::{DeserError, Deserialize, Span, Spanned, Value};
@@ -158,7 +159,39 @@ impl std::fmt::Display for UsbDeviceMatch {
     }
 }
 
+/// Why a policy file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyFileError {
+    #[error("cannot read policy file {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Every problem in the file, `FILE:LINE:COLUMN: key: message` each.
+    #[error("{}", diagnostics::render_file_problems("policy", .path, .diagnostics))]
+    Invalid {
+        path: PathBuf,
+        diagnostics: Diagnostics,
+    },
+}
+
 impl Policy {
+    /// Reads and validates a policy file. The text comes back with it: the
+    /// collector signs the text as the operator wrote it.
+    pub fn load_file(path: &Path) -> Result<(String, Self), PolicyFileError> {
+        let bytes = std::fs::read(path).map_err(|source| PolicyFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |diagnostics| PolicyFileError::Invalid {
+            path: path.to_path_buf(),
+            diagnostics,
+        };
+        let text = diagnostics::utf8_text(bytes).map_err(invalid)?;
+        let policy = Self::parse(&text).map_err(invalid)?;
+        Ok((text, policy))
+    }
+
     /// Parses and validates a policy, reporting every problem with its line.
     pub fn parse(text: &str) -> Result<Self, Diagnostics> {
         let document: PolicyDocument = diagnostics::parse_toml(text)?;

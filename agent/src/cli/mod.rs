@@ -102,17 +102,8 @@ pub fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
             anyhow::anyhow!("the built-in baseline policy is invalid:\n{errors}")
         });
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read policy file {}", path.display()))?;
-    Policy::parse(&text).map_err(|errors| {
-        let count = errors.0.len();
-        anyhow::anyhow!(
-            "policy file {} has {count} problem{}:\n{}",
-            path.display(),
-            if count == 1 { "" } else { "s" },
-            errors.render_for_file(&path.display().to_string())
-        )
-    })
+    let (_, policy) = Policy::load_file(path)?;
+    Ok(policy)
 }
 
 /// For the long-running commands (`run`, `nudge`): registers the SIGTERM

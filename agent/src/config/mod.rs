@@ -156,13 +156,7 @@ pub enum ConfigError {
 }
 
 fn render_invalid(path: &Path, diagnostics: &Diagnostics) -> String {
-    let count = diagnostics.0.len();
-    format!(
-        "config file {} has {count} problem{}:\n{}",
-        path.display(),
-        if count == 1 { "" } else { "s" },
-        diagnostics.render_for_file(&path.display().to_string())
-    )
+    diagnostics::render_file_problems("config", path, diagnostics)
 }
 
 /// Where the configuration comes from: a file (or the system default, if
@@ -217,14 +211,16 @@ impl AgentConfig {
 
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text).map_err(|diagnostics| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            diagnostics,
-        })
+        diagnostics::utf8_text(bytes)
+            .and_then(|text| Self::parse(&text))
+            .map_err(|diagnostics| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                diagnostics,
+            })
     }
 
     pub fn interval(&self) -> Duration {

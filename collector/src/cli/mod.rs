@@ -424,15 +424,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(command) => run_user(command).await,
         Command::Policy(PolicyCommand::Set { store, file }) => {
             let config = CollectorConfig::load(&store.overrides())?;
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            if let Err(errors) = palisade_shared::Policy::parse(&text) {
-                bail!(
-                    "policy file {} is invalid:\n{}",
-                    file.display(),
-                    errors.render_for_file(&file.display().to_string())
-                );
-            }
+            let (text, _) = palisade_shared::Policy::load_file(&file)?;
             let store = open_store(&config, Creating::Never).await?;
             let key = state::load_or_create_policy_key(&config.state_dir)?;
             let record = server::policy::set_policy(&store, &key, &text, &cli_actor()).await?;

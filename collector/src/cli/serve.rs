@@ -19,10 +19,13 @@ use crate::store::Store;
 
 pub(super) async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
-    let store = open_store(&config, Creating::OnFirstServe).await?;
-    let policy_key = state::load_or_create_policy_key(&config.state_dir)?;
-    ensure_signed_policy(&store, &policy_key, &config).await?;
-
+    // The files the operator named are read and checked before the store is
+    // opened: a mistake in one must not leave a new database, state
+    // directory or signing key behind it.
+    let configured_policy = match &config.policy_file {
+        Some(path) => Some(palisade_shared::Policy::load_file(path)?.0),
+        None => None,
+    };
     let transport = match &config.tls {
         TlsSetting::Files {
             cert_file,
@@ -39,11 +42,18 @@ pub(super) async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
                 })?,
         ),
         TlsSetting::SelfSigned => {
+            // The demo's certificate lives in the state directory, which
+            // must have its owner-only mode before anything is put in it.
+            state::ensure_state_dir(&config.state_dir)?;
             let (cert, key) = state::self_signed_tls(&config.state_dir)?;
             Transport::Tls(axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await?)
         }
         TlsSetting::None => Transport::Plain,
     };
+    let store = open_store(&config, Creating::OnFirstServe).await?;
+    let policy_key = state::load_or_create_policy_key(&config.state_dir)?;
+    ensure_signed_policy(&store, &policy_key, configured_policy).await?;
+
     let ca_pin = served_certificate(&config).and_then(|path| match pin_of_file(&path) {
         Ok(pin) => Some(pin),
         Err(err) => {
@@ -106,7 +116,7 @@ pub(super) async fn serve(config: CollectorConfig) -> anyhow::Result<()> {
 async fn ensure_signed_policy(
     store: &Store,
     key: &ed25519_dalek::SigningKey,
-    config: &CollectorConfig,
+    configured_policy: Option<String>,
 ) -> anyhow::Result<()> {
     let current = store.current_policy().await?;
     let text = match current {
@@ -129,11 +139,7 @@ async fn ensure_signed_policy(
             tracing::warn!("the stored policy is not signed by the current key; re-signing it");
             record.text
         }
-        None => match &config.policy_file {
-            Some(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read policy_file {}", path.display()))?,
-            None => BASELINE_POLICY.to_owned(),
-        },
+        None => configured_policy.unwrap_or_else(|| BASELINE_POLICY.to_owned()),
     };
     server::policy::set_policy(store, key, &text, "collector").await?;
     Ok(())

@@ -97,6 +97,15 @@ pub enum StoreError {
     ValueOutOfRange { what: &'static str, value: u64 },
 }
 
+const SQLITE_SCHEME: &str = "sqlite:";
+
+/// Whether [`Store::open`] knows the kind of database `url` names.
+pub fn is_supported_url(url: &str) -> bool {
+    url.starts_with(SQLITE_SCHEME)
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+}
+
 /// What [`Store::open_or`] does when a SQLite file is not there.
 /// (PostgreSQL never creates a database: a missing one is a connection
 /// error.)
@@ -124,9 +133,9 @@ impl Store {
 
     /// [`Store::open`], saying what to do when a SQLite file is not there.
     pub async fn open_or(url: &str, if_missing: IfMissing) -> Result<Self, StoreError> {
-        let pools = if url.starts_with("sqlite:") {
+        let pools = if url.starts_with(SQLITE_SCHEME) {
             sqlite::open(url, if_missing).await?
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        } else if is_supported_url(url) {
             postgres::open(url).await?
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
