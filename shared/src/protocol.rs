@@ -100,6 +100,12 @@ impl EnrollRequest {
                 claimed.schema_version
             )));
         }
+        // The same free-text rule as reports (see `nul_field`).
+        if let Some(field) = crate::report::nul_field(&claimed.host, &claimed.agent) {
+            return Err(EnrollError::Invalid(format!(
+                "{field} contains a NUL character (U+0000)"
+            )));
+        }
         let key = verifying_key_from_base64(&claimed.public_key)?;
         let key_id = KeyId::of(&key);
         let verified = envelope.verify(ENROLL_PAYLOAD_TYPE, |id| (id == &key_id).then_some(key))?;

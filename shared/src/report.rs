@@ -222,6 +222,40 @@ pub enum SchemaError {
     BadField { field: &'static str, reason: String },
 }
 
+/// The first free-text field of `host` or `agent` that holds U+0000, if
+/// any. The collector stores these fields as text, and PostgreSQL cannot
+/// store U+0000 in a `TEXT` column: one such report or enrollment would
+/// fail the whole write batch it lands in (503 for every device in it, and
+/// an unhealthy collector), while SQLite would store it. No OS names a
+/// host, a user or a version with it, so it is refused as malformed, alike
+/// on both stores.
+pub fn nul_field(host: &HostInfo, agent: &AgentInfo) -> Option<&'static str> {
+    let texts = [
+        ("host.hostname", host.hostname.as_str()),
+        ("host.os_name", &host.os_name),
+        ("host.os_version", &host.os_version),
+        ("host.kernel_version", &host.kernel_version),
+        ("host.arch", &host.arch),
+        (
+            "host.console_user",
+            host.console_user.as_deref().unwrap_or(""),
+        ),
+        ("agent.version", &agent.version),
+        ("agent.os", &agent.os),
+    ];
+    texts
+        .into_iter()
+        .find(|(_, text)| text.contains('\0'))
+        .map(|(field, _)| field)
+}
+
+fn nul_refused(field: &'static str) -> SchemaError {
+    SchemaError::BadField {
+        field,
+        reason: "contains a NUL character (U+0000)".into(),
+    }
+}
+
 impl Report {
     /// Parses and validates a report payload as received from the wire.
     pub fn from_json(payload: &[u8]) -> Result<Self, SchemaError> {
@@ -255,8 +289,22 @@ impl Report {
                 reason: "must be 64 lowercase hex digits".into(),
             });
         }
+        if let Some(field) = nul_field(&self.host, &self.agent) {
+            return Err(nul_refused(field));
+        }
+        if self.policy.id.contains('\0') {
+            return Err(nul_refused("policy.id"));
+        }
         let mut seen = std::collections::HashSet::new();
         for check in &self.checks {
+            let texts = [
+                ("checks.id", check.id.as_str()),
+                ("checks.summary", &check.summary),
+                ("checks.fix", &check.fix),
+            ];
+            if let Some((field, _)) = texts.iter().find(|(_, text)| text.contains('\0')) {
+                return Err(nul_refused(field));
+            }
             if !seen.insert(check.id.as_str()) {
                 return Err(SchemaError::BadField {
                     field: "checks",

@@ -71,3 +71,23 @@ pub fn fresh_postgres_database_on(server: &str, name_hint: &str) -> String {
     let base = server.rsplit_once('/').map_or(server, |(base, _)| base);
     format!("{base}/{name}")
 }
+
+/// Declares `mod sqlite` and `mod postgres`, each with one `#[tokio::test]`
+/// per named scenario, which calls `scenario(Backend::…)` of the file it is
+/// used in: the same scenarios on both stores, told apart by test name
+/// (`sqlite::x`, `postgres::x`).
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $scenario() {
+                super::$scenario($crate::databases::Backend::Sqlite).await
+            } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $scenario() {
+                super::$scenario($crate::databases::Backend::Postgres).await
+            } )*
+        }
+    };
+}

@@ -1685,18 +1685,7 @@ async fn openapi_document_lists_every_route(backend: Backend) {
     );
 }
 
-macro_rules! on_both_stores {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $scenario() { super::$scenario(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $scenario() { super::$scenario(super::Backend::Postgres).await } )*
-        }
-    };
-}
-
-on_both_stores!(
+palisade_tests::on_both_stores!(
     tokens_and_roles,
     device_list_filters_sorts_and_pages,
     search_with_hostile_strings,

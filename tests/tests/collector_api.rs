@@ -380,18 +380,7 @@ async fn policy_with_etag(backend: Backend) {
     );
 }
 
-macro_rules! on_both_stores {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $scenario() { super::$scenario(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $scenario() { super::$scenario(super::Backend::Postgres).await } )*
-        }
-    };
-}
-
-on_both_stores!(enrollment_answers, ingest_answers, policy_with_etag);
+palisade_tests::on_both_stores!(enrollment_answers, ingest_answers, policy_with_etag);
 
 #[test]
 fn plain_http_is_refused_off_loopback() {

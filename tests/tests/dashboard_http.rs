@@ -816,18 +816,7 @@ async fn user_create_refuses_short_passwords(backend: Backend) {
     assert!(!collector.cli(&["user", "list"]).stdout.contains("keeper"));
 }
 
-macro_rules! on_both_stores {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $scenario() { super::$scenario(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $scenario() { super::$scenario(super::Backend::Postgres).await } )*
-        }
-    };
-}
-
-on_both_stores!(
+palisade_tests::on_both_stores!(
     login_lockout_and_logout,
     roles_csrf_and_revocation,
     add_devices_and_secret_revocation,

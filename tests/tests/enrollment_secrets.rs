@@ -555,18 +555,7 @@ async fn installers_through_the_api(backend: Backend) {
     assert!(!f.collector.log().contains(secret), "a secret in the log");
 }
 
-macro_rules! on_both_stores {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $scenario() { super::$scenario(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $scenario() { super::$scenario(super::Backend::Postgres).await } )*
-        }
-    };
-}
-
-on_both_stores!(
+palisade_tests::on_both_stores!(
     revocation_and_states,
     every_use_is_audited,
     installers_print_working_commands,

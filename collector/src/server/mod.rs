@@ -21,6 +21,7 @@ pub mod admin;
 pub mod enroll;
 pub mod error;
 pub mod failure_limit;
+pub mod idle;
 pub mod metrics;
 pub mod policy;
 pub mod reports;
@@ -166,24 +167,20 @@ pub async fn serve(
         stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    // TCP_NODELAY: a response's last small segment would otherwise wait for
-    // the client's delayed ACK (Nagle), about 40 ms a page on Linux
-    // (BENCHMARKS.md, dashboard).
-    let no_delay = axum_server::accept::NoDelayAcceptor::new();
+    // Every connection is closed once idle, and HTTP/1 heads must arrive in
+    // time ([`idle`]): a client holding connections open without sending
+    // cannot use up the process's sockets.
     match transport {
         Transport::Tls(config) => {
-            axum_server::from_tcp_rustls(listener, config)
-                .map(|tls| tls.acceptor(no_delay))
-                .handle(handle)
-                .serve(app)
-                .await
+            let mut server = axum_server::from_tcp_rustls(listener, config)
+                .map(|tls| tls.acceptor(idle::IdleAcceptor));
+            idle::limit_header_time(server.http_builder());
+            server.handle(handle).serve(app).await
         }
         Transport::Plain => {
-            axum_server::from_tcp(listener)
-                .acceptor(no_delay)
-                .handle(handle)
-                .serve(app)
-                .await
+            let mut server = axum_server::from_tcp(listener).acceptor(idle::IdleAcceptor);
+            idle::limit_header_time(server.http_builder());
+            server.handle(handle).serve(app).await
         }
     }
 }

@@ -107,6 +107,16 @@ async fn accept(
             format!("sequence must be at most {}", i64::MAX),
         ));
     }
+    // The same holds for the policy version: without this check one report
+    // naming version 2^64 - 1 failed the batch it landed in (503 for every
+    // device in that batch, and /healthz unhealthy until the next commit).
+    if i64::try_from(report.policy.version).is_err() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "schema_violation",
+            format!("policy.version must be at most {}", i64::MAX),
+        ));
+    }
     if report.device_id.as_str() != key.device_id {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -54,9 +54,17 @@ pub(crate) fn query_refusal(rejection: &QueryRejection) -> ApiError {
 }
 
 /// A JSON body that did not parse: the rejection's own status (400, 415 or
-/// 422) with an `ErrorBody`.
+/// 422) with an `ErrorBody`; a body over the limit is 413 `too_large`, the
+/// code every other endpoint gives it (it was `malformed` here, so a client
+/// could not tell "too big" from "broken" by the code).
 pub(crate) fn json_refusal(rejection: &JsonRejection) -> ApiError {
-    ApiError::new(rejection.status(), "malformed", rejection.body_text())
+    let status = rejection.status();
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "too_large"
+    } else {
+        "malformed"
+    };
+    ApiError::new(status, code, rejection.body_text())
 }
 
 /// A parameter with a value it cannot have.
