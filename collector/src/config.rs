@@ -84,9 +84,11 @@ pub struct Overrides {
     pub self_signed_tls: bool,
 }
 
-/// The file's contents, every key optional.
+/// The file's contents, every key optional. Public only so that its parser
+/// ([`FileConfig::parse`]) can be fuzzed; [`CollectorConfig::load`] is how
+/// the collector reads it.
 #[derive(Debug, Default)]
-struct FileConfig {
+pub struct FileConfig {
     listen: Option<SocketAddr>,
     state_dir: Option<PathBuf>,
     database_url: Option<String>,
@@ -193,6 +195,14 @@ impl<'de> Deserialize<'de> for FileConfig {
     }
 }
 
+impl FileConfig {
+    /// Parses and validates a config document, reporting every problem with
+    /// its line.
+    pub fn parse(text: &str) -> Result<Self, diagnostics::Diagnostics> {
+        diagnostics::parse_toml::<Self>(text)
+    }
+}
+
 impl CollectorConfig {
     /// Reads the file (if any) and applies the flags.
     pub fn load(overrides: &Overrides) -> anyhow::Result<Self> {
@@ -266,7 +276,7 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     diagnostics::utf8_text(bytes)
-        .and_then(|text| diagnostics::parse_toml::<FileConfig>(&text))
+        .and_then(|text| FileConfig::parse(&text))
         .map_err(|errors| {
             anyhow::anyhow!(diagnostics::render_file_problems("config", path, &errors))
         })

@@ -9,6 +9,7 @@ use palisade_agent::checks::password_policy::{
 
 fuzz_target!(|text: &str| {
     let _ = parse_pwquality_conf(text);
-    let config = read_pwquality_files(&[("/etc/security/pwquality.conf".to_owned(), text.to_owned())]);
+    let config =
+        read_pwquality_files(&[("/etc/security/pwquality.conf".to_owned(), text.to_owned())]);
     let _ = shortest_accepted_length(&config.settings);
 });

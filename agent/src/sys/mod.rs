@@ -4,7 +4,8 @@
 //! reads and writes under a host root ([`Host`]; a prepared tree in tests and
 //! `--host-root`), external commands that time out and are logged
 //! ([`Host::run`]), and on Windows the registry ([`registry`]), the account policy
-//! ([`netapi`], `NetUserModalsGet`), the USB device tree ([`setupapi`]),
+//! ([`netapi`], `NetUserModalsGet`), the USB device tree ([`setupapi`];
+//! [`registry_value`] decodes its property bytes, on every OS),
 //! BitLocker's volumes through WMI ([`bitlocker`], the `wmi` crate's
 //! `Win32_EncryptableVolume` query), the ProgramData folder
 //! ([`known_folder`]), directory ACLs ([`acl`]), the status
@@ -32,6 +33,9 @@ pub mod netapi;
 pub mod pipe;
 #[cfg(windows)]
 pub mod registry;
+// Pure decoding of SetupAPI's registry property bytes: compiled (and
+// fuzzed) everywhere, called only on Windows.
+pub mod registry_value;
 pub mod sddl;
 #[cfg(windows)]
 pub mod service;

@@ -30,6 +30,8 @@ use windows_sys::Win32::Foundation::{
     INVALID_HANDLE_VALUE,
 };
 
+use super::registry_value::{decode_multi_sz, wide_to_string};
+
 /// One present node of the USB bus.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsbNode {
@@ -54,11 +56,6 @@ impl Drop for DeviceInfoSet {
         // is destroyed only here, once.
         unsafe { SetupDiDestroyDeviceInfoList(self.0) };
     }
-}
-
-fn wide_to_string(buffer: &[u16]) -> String {
-    let end = buffer.iter().position(|&c| c == 0).unwrap_or(buffer.len());
-    String::from_utf16_lossy(&buffer[..end])
 }
 
 /// The present nodes of the USB bus.
@@ -159,16 +156,7 @@ fn registry_property(
             _ => return Err(last_error("SetupDiGetDeviceRegistryPropertyW")),
         }
     }
-    let wide: Vec<u16> = buffer
-        .chunks_exact(2)
-        .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
-        .collect();
-    Ok(Some(
-        wide.split(|&c| c == 0)
-            .take_while(|s| !s.is_empty())
-            .map(String::from_utf16_lossy)
-            .collect(),
-    ))
+    Ok(Some(decode_multi_sz(&buffer)))
 }
 
 fn started(devinst: u32) -> Option<bool> {

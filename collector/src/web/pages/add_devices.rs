@@ -12,15 +12,15 @@ use axum::extract::State;
 use axum::extract::rejection::FormRejection;
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::enrollment::{SecretFields, validate};
+use super::enrollment::{self, SecretFields};
 use super::non_empty;
 use crate::app::AppState;
 use crate::installers::{self, InstallerValues};
-use crate::operations::{self, OperationError};
+use crate::operations::{self, NewSecret, OperationError};
 use crate::web::auth::{Session, form_refusal};
 use crate::web::layout::{self, Nav, csrf_field};
 use crate::web::{PageError, html_response};
@@ -59,16 +59,9 @@ pub async fn create(
             Some(notice),
         ))
     };
-    let request = match validate(&form.secret, Utc::now()) {
+    let (request, collector_url) = match validate(&form, Utc::now()) {
         Ok(valid) => valid,
         Err(message) => return refused(message),
-    };
-    let Some(url_text) = non_empty(&form.collector_url) else {
-        return refused("Collector URL: give the URL devices reach the collector at.".to_owned());
-    };
-    let collector_url = match installers::parse_collector_url(url_text) {
-        Ok(url) => url,
-        Err(problem) => return refused(format!("Collector URL: {problem}.")),
     };
     let ca_pin = match (form.no_ca_pin.is_some(), state.web.ca_pin) {
         (true, _) => None,
@@ -108,6 +101,18 @@ pub async fn create(
         }
     };
     Ok(render(&session, &state, StatusCode::CREATED, Some(notice)))
+}
+
+/// The new secret and the collector URL the form asks for, or what is
+/// wrong with them, said for the form.
+pub fn validate(form: &AddDevicesForm, now: DateTime<Utc>) -> Result<(NewSecret, String), String> {
+    let request = enrollment::validate(&form.secret, now)?;
+    let Some(url_text) = non_empty(&form.collector_url) else {
+        return Err("Collector URL: give the URL devices reach the collector at.".to_owned());
+    };
+    let collector_url = installers::parse_collector_url(url_text)
+        .map_err(|problem| format!("Collector URL: {problem}."))?;
+    Ok((request, collector_url))
 }
 
 fn refuse_viewers(session: &Session) -> Result<(), PageError> {

@@ -90,7 +90,7 @@ impl DevicesParams {
     }
 
     /// The store query, with refusals naming this page's parameters.
-    fn query(&self, stale_after: TimeDelta) -> Result<DeviceQuery, PageError> {
+    pub fn query(&self, stale_after: TimeDelta) -> Result<DeviceQuery, PageError> {
         device_query(&self.to_api(stale_after)?, Utc::now()).map_err(|err| {
             PageError::bad_request(
                 err.message
@@ -102,7 +102,7 @@ impl DevicesParams {
 
     /// This filter (and sort) as a query string, with `extra` pairs
     /// replacing or adding to it.
-    fn query_string(&self, extra: &[(&str, &str)]) -> String {
+    pub fn query_string(&self, extra: &[(&str, &str)]) -> String {
         let mut pairs: Vec<(&str, &str)> = [
             ("q", &self.q),
             ("rule", &self.rule),

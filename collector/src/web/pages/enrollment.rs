@@ -28,7 +28,7 @@ pub struct NewSecretForm {
     #[serde(default)]
     csrf: Option<String>,
     #[serde(flatten)]
-    fields: SecretFields,
+    pub fields: SecretFields,
 }
 
 /// The fields of a new secret, on this page and on Add devices.
@@ -111,10 +111,7 @@ async fn render(
 }
 
 /// The form as a new secret, or what is wrong with it, said for the form.
-pub(super) fn validate(
-    form: &SecretFields,
-    now: chrono::DateTime<Utc>,
-) -> Result<NewSecret, String> {
+pub fn validate(form: &SecretFields, now: chrono::DateTime<Utc>) -> Result<NewSecret, String> {
     let label = non_empty(&form.label).unwrap_or("").to_owned();
     if label.chars().count() > MAX_SECRET_LABEL_CHARS {
         return Err(format!(

@@ -7,7 +7,7 @@ use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::{NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use maud::{Markup, html};
 use palisade_shared::RuleId;
 use serde::Deserialize;
@@ -127,7 +127,41 @@ pub async fn grant(
 ) -> Result<Response, PageError> {
     let Form(form) = form.map_err(|r| form_refusal(&r))?;
     session.authorise_change(form.csrf.as_deref())?;
-    let now = Utc::now();
+    let exception = validate(&form, Utc::now())?;
+    let granted = state
+        .store
+        .grant_exception(&exception)
+        .await
+        .map_err(|err| PageError::unavailable("granting the exception failed", &err))?
+        .ok_or_else(|| {
+            PageError::not_found(format!("There is no device {:?}.", exception.device_id))
+        })?;
+    let NewException {
+        device_id,
+        rule_id,
+        until,
+        reason,
+        approver,
+        ..
+    } = exception;
+    audit(
+        &state,
+        &session.actor(),
+        "exception.grant",
+        &device_id,
+        serde_json::json!({
+            "exception_id": granted.id, "rule_id": rule_id, "until": until,
+            "reason": reason, "approver": approver,
+        }),
+    )
+    .await?;
+    tracing::info!(device = %device_id, rule = %rule_id, actor = %session.actor(), "exception granted");
+    Ok(Redirect::to("/exceptions").into_response())
+}
+
+/// The exception the form asks for, granted at `now`, or what is wrong
+/// with it (a 400 naming the field).
+pub fn validate(form: &GrantForm, now: DateTime<Utc>) -> Result<NewException, PageError> {
     let device_id = non_empty(&form.device_id).unwrap_or("").to_owned();
     let problem = |message: String| PageError::bad_request(message);
     let rule_id = match non_empty(&form.rule_id) {
@@ -160,30 +194,12 @@ pub async fn grant(
             "field `approver`: required, at most {MAX_APPROVER_CHARS} characters"
         )));
     }
-    let granted = state
-        .store
-        .grant_exception(&NewException {
-            device_id: device_id.clone(),
-            rule_id: rule_id.clone(),
-            until,
-            reason: reason.clone(),
-            approver: approver.clone(),
-            created_at: now,
-        })
-        .await
-        .map_err(|err| PageError::unavailable("granting the exception failed", &err))?
-        .ok_or_else(|| PageError::not_found(format!("There is no device {device_id:?}.")))?;
-    audit(
-        &state,
-        &session.actor(),
-        "exception.grant",
-        &device_id,
-        serde_json::json!({
-            "exception_id": granted.id, "rule_id": rule_id, "until": until,
-            "reason": reason, "approver": approver,
-        }),
-    )
-    .await?;
-    tracing::info!(device = %device_id, rule = %rule_id, actor = %session.actor(), "exception granted");
-    Ok(Redirect::to("/exceptions").into_response())
+    Ok(NewException {
+        device_id,
+        rule_id,
+        until,
+        reason,
+        approver,
+        created_at: now,
+    })
 }
