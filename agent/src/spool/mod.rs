@@ -337,7 +337,9 @@ impl Spool {
         // Step 2: the state, counting the evictions before any is deleted.
         let evicted = self.plan_evictions(Some(sequence));
         let mut next_state = self.state.clone();
-        next_state.dropped += self.drops_in(&evicted);
+        // Saturating: the count may have come from a hostile state file
+        // (see `Spool::open`).
+        next_state.dropped = next_state.dropped.saturating_add(self.drops_in(&evicted));
         next_state.unrecorded =
             unrecorded::add(next_state.unrecorded, self.unrecorded_in(&evicted));
         if let Some(&newest) = evicted.last() {
@@ -482,8 +484,11 @@ impl Spool {
     /// How many reports evicting `evicted` loses: the entries themselves and
     /// the drops they were carrying to the collector.
     fn drops_in(&self, evicted: &[u64]) -> u64 {
-        let carried: u64 = evicted.iter().filter_map(|s| self.carried.get(s)).sum();
-        evicted.len() as u64 + carried
+        // Saturating: each entry's count is read from its own file.
+        evicted
+            .iter()
+            .filter_map(|s| self.carried.get(s))
+            .fold(evicted.len() as u64, |total, &n| total.saturating_add(n))
     }
 
     /// The unrecorded cycles that evicting `evicted` would lose with them.

@@ -136,7 +136,13 @@ impl Spool {
             state.last_sequence = highest_quarantined;
             state.last_digest.clear();
         }
-        state.dropped += recovery.quarantined.len() as u64;
+        // Saturating, here and below: `dropped_unreported` comes from a file
+        // on disk, and one near u64::MAX (a person's edit, a disk fault that
+        // still parses) overflowed, a panic at every start under overflow
+        // checks and a wrap to a tiny count without (found by fuzz/spool_load).
+        state.dropped = state
+            .dropped
+            .saturating_add(recovery.quarantined.len() as u64);
 
         let total_bytes = entries.values().sum();
         let mut spool = Self {
@@ -153,7 +159,9 @@ impl Spool {
         };
         let evicted = spool.plan_evictions(None);
         let mut with_evictions = spool.state.clone();
-        with_evictions.dropped += spool.drops_in(&evicted);
+        with_evictions.dropped = with_evictions
+            .dropped
+            .saturating_add(spool.drops_in(&evicted));
         with_evictions.unrecorded =
             unrecorded::add(with_evictions.unrecorded, spool.unrecorded_in(&evicted));
         if let Some(&newest) = evicted.last() {

@@ -427,6 +427,24 @@ fn damaged_entries_are_quarantined_counted_and_their_numbers_not_reused() {
     );
 }
 
+/// fuzz/spool_load: a state file whose drop count is u64::MAX, and a
+/// damaged entry to count on top of it, made `open` overflow.
+#[test]
+fn a_drop_count_at_its_maximum_stays_there_when_damage_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join(STATE_FILE_NAME),
+        "{\"schema_version\":1,\"last_sequence\":41,\"last_digest\":\"\",\
+         \"dropped_unreported\":18446744073709551615,\"evicted_through\":0}",
+    )
+    .unwrap();
+    fs::write(dir.path().join(entry_name(1)), b"x").unwrap();
+    fs::write(dir.path().join(entry_name(2)), b"x").unwrap();
+    let spool = Spool::open(dir.path(), limits(1)).unwrap();
+    assert_eq!(spool.recovery().quarantined, [entry_name(1), entry_name(2)]);
+    assert_eq!(spool.dropped_unreported(), u64::MAX);
+}
+
 #[test]
 fn an_entry_whose_report_has_another_sequence_is_quarantined() {
     let dir = tempfile::tempdir().unwrap();
