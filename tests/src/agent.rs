@@ -127,6 +127,29 @@ impl RunningAgent {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// SIGKILL, then wait for the exit and for the rest of the log (what
+    /// it wrote just before the kill). Returns the exit status if the agent
+    /// had already exited by itself: a kill test must see that it was
+    /// still running.
+    pub fn kill(&mut self) -> Option<std::process::ExitStatus> {
+        let exited = self.child.try_wait().ok().flatten();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The reader ends, dropping its sender, once the pipe is empty.
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("the killed agent's log never ended\n{}", self.log())
+                }
+            }
+        }
+        exited
+    }
+
     /// SIGTERM, then wait; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let pid = self.child.id().to_string();

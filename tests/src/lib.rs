@@ -11,6 +11,7 @@ pub mod browser;
 pub mod collector;
 pub mod databases;
 pub mod device;
+pub mod durability;
 pub mod fleet;
 pub mod log_watch;
 pub mod module_graph;
